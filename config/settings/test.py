@@ -1,0 +1,13 @@
+"""Test settings: a file SQLite database (shared by the job threads), throw-away media."""
+
+import tempfile
+from pathlib import Path
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import DATABASES, REST_FRAMEWORK
+
+_TMP = Path(tempfile.mkdtemp(prefix="facerec-test-"))
+MEDIA_ROOT = str(_TMP / "media")
+DATABASES["default"]["TEST"] = {"NAME": str(_TMP / "test.sqlite3")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {"anon": "100000/minute", "user": "100000/minute"}

@@ -1,0 +1,50 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.apis import HealthApi, StatsApi, TokenApi
+from jobs.apis import JobDetailApi
+from people.apis import (
+    FaceDetailApi,
+    GalleryDetailApi,
+    GalleryListCreateApi,
+    PersonDetailApi,
+    PersonFacesApi,
+    PersonListCreateApi,
+)
+from recognition.apis import BatchRecognizeApi, CacheApi, EncodingsApi, RecognizeApi, VerifyApi
+
+api = [
+    path("auth/token/", TokenApi.as_view(), name="token"),
+    path("health/", HealthApi.as_view(), name="health"),
+    path("stats/", StatsApi.as_view(), name="stats"),
+    path("galleries/", GalleryListCreateApi.as_view(), name="gallery-list"),
+    path("galleries/<int:pk>/", GalleryDetailApi.as_view(), name="gallery-detail"),
+    path("people/", PersonListCreateApi.as_view(), name="person-list"),
+    path("people/<int:pk>/", PersonDetailApi.as_view(), name="person-detail"),
+    path("people/<int:pk>/faces/", PersonFacesApi.as_view(), name="person-faces"),
+    path("faces/recognize/", RecognizeApi.as_view(), name="recognize"),
+    path("faces/batch-recognize/", BatchRecognizeApi.as_view(), name="batch-recognize"),
+    path("faces/verify/", VerifyApi.as_view(), name="verify"),
+    path("faces/cache/", CacheApi.as_view(), name="index-cache"),
+    path("faces/encodings/", EncodingsApi.as_view(), name="encodings"),
+    path("faces/<int:pk>/", FaceDetailApi.as_view(), name="face-detail"),
+    path("jobs/<uuid:pk>/", JobDetailApi.as_view(), name="job-detail"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include(api)),
+]
+
+if settings.DEBUG:
+    urlpatterns.append(path(f"{settings.MEDIA_URL.lstrip('/')}<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))
+
+handler400 = "core.errors.json_400"
+handler403 = "core.errors.json_403"
+handler404 = "core.errors.json_404"
+handler500 = "core.errors.json_500"

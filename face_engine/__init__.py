@@ -1,0 +1,1 @@
+"""Pure-Python face engine: decode, detect, align, embed, index. Never imports Django."""

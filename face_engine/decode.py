@@ -1,0 +1,80 @@
+"""Bytes → RGB uint8 array, refusing anything that is not a sane image."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from face_engine.types import ImageError, RGBImage
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
+
+
+def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> RGBImage:
+    """Decode JPEG/PNG/WebP/BMP/GIF (first frame), apply EXIF orientation, return H×W×3 uint8."""
+    if not data:
+        raise ImageError("empty_file", "The uploaded file is empty.")
+    if len(data) > max_bytes:
+        raise ImageError(
+            "file_too_large",
+            f"The file is {len(data)} bytes; the limit is {max_bytes} bytes.",
+            status=413,
+        )
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below is the one that counts; PIL's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise ImageError(
+                    "unsupported_format",
+                    f"Unsupported image format {image.format}; use JPEG, PNG, WebP, BMP or GIF.",
+                    status=415,
+                )
+            _check_pixels(image.width, image.height, max_pixels)
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError("image_too_large", f"The image is too large: {exc}", status=413) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not_an_image", "The file is not an image that can be decoded.") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError("corrupt_image", f"The image is truncated or corrupt: {exc}") from exc
+    return to_rgb(image)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError("not_an_image", "The image has no pixels.")
+    if width * height > max_pixels:
+        raise ImageError(
+            "image_too_large",
+            f"The image is {width}×{height} = {width * height} pixels; "
+            f"the limit is {max_pixels} pixels.",
+            status=413,
+        )
+
+
+def to_rgb(image: Image.Image) -> RGBImage:
+    """Any PIL mode → RGB uint8. Transparency is composited over white, 16/32-bit is rescaled."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
+        gray = np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    rgb = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))

@@ -1,0 +1,1 @@
+"""Model wrappers: one base class, each model loads its runtime session lazily."""

@@ -1,0 +1,191 @@
+"""HTTP API for galleries, people and their faces. Views validate, call a service, serialize."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.filters import SearchFilter
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.errors import error_body
+from jobs.services import batch_generate_encodings
+from people import selectors, services
+from people.models import Face, Gallery, Person
+from people.serializers import (
+    EnrolInputSerializer,
+    FaceSerializer,
+    GallerySerializer,
+    PersonInputSerializer,
+    PersonOutputSerializer,
+)
+from recognition.services import gallery_resolve
+
+
+class GalleryListCreateApi(generics.ListCreateAPIView):
+    serializer_class = GallerySerializer
+
+    def get_queryset(self):
+        return selectors.gallery_list(search=self.request.query_params.get("search", ""))
+
+    def perform_create(self, serializer):
+        serializer.instance = services.gallery_create(**serializer.validated_data)
+
+
+class GalleryDetailApi(generics.RetrieveUpdateDestroyAPIView):
+    serializer_class = GallerySerializer
+
+    def get_queryset(self):
+        return selectors.gallery_list()
+
+    def perform_update(self, serializer):
+        serializer.instance = services.gallery_update(gallery=serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        services.gallery_delete(gallery=instance)
+
+
+PERSON_FILTERS = [
+    OpenApiParameter("search", str, description="Part of the name or external_id."),
+    OpenApiParameter("gallery", str, description="Gallery id or slug."),
+]
+
+
+class PersonListCreateApi(APIView):
+    @extend_schema(parameters=PERSON_FILTERS, responses=PersonOutputSerializer(many=True))
+    def get(self, request):
+        queryset = selectors.person_list(
+            search=request.query_params.get("search", "").strip(),
+            gallery=gallery_resolve(request.query_params.get("gallery")),
+        )
+        paginator = self.paginator
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
+
+    @property
+    def paginator(self):
+        if not hasattr(self, "_paginator"):
+            from core.pagination import PageNumberPagination
+
+            self._paginator = PageNumberPagination()
+        return self._paginator
+
+    @extend_schema(request=PersonInputSerializer, responses={201: PersonOutputSerializer})
+    def post(self, request):
+        serializer = PersonInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        person = services.person_create(**serializer.validated_data)
+        person = selectors.person_list().get(pk=person.pk)
+        return Response(PersonOutputSerializer(person).data, status=status.HTTP_201_CREATED)
+
+
+class PersonDetailApi(APIView):
+    def _get(self, pk) -> Person:
+        return get_object_or_404(selectors.person_list(), pk=pk)
+
+    @extend_schema(responses=PersonOutputSerializer)
+    def get(self, request, pk):
+        return Response(PersonOutputSerializer(self._get(pk)).data)
+
+    @extend_schema(request=PersonInputSerializer, responses=PersonOutputSerializer)
+    def put(self, request, pk):
+        return self._update(request, pk, partial=False)
+
+    @extend_schema(request=PersonInputSerializer, responses=PersonOutputSerializer)
+    def patch(self, request, pk):
+        return self._update(request, pk, partial=True)
+
+    def _update(self, request, pk, *, partial):
+        person = self._get(pk)
+        serializer = PersonInputSerializer(instance=person, data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        services.person_update(person=person, **serializer.validated_data)
+        return Response(PersonOutputSerializer(self._get(pk)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk):
+        services.person_delete(person=get_object_or_404(Person, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PersonFacesApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(responses=FaceSerializer(many=True))
+    def get(self, request, pk):
+        person = get_object_or_404(Person, pk=pk)
+        faces = selectors.face_list(person=person, status=request.query_params.get("status", ""))
+        return Response(FaceSerializer(faces, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        request={"multipart/form-data": inline_serializer("EnrolRequest", fields={
+            "image": serializers.ListField(child=serializers.FileField()),
+            "largest": serializers.BooleanField(required=False),
+            "async": serializers.BooleanField(required=False),
+        })},
+        responses={201: FaceSerializer, 202: dict, 422: dict},
+    )
+    def post(self, request, pk):
+        person = get_object_or_404(Person, pk=pk)
+        serializer = EnrolInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        outcomes = services.face_enroll(person=person, uploads=data["image"], largest=data["largest"],
+                                        run_async=data["run_async"])
+        context = {"request": request}
+        if data["run_async"]:
+            new_ids = [o.face.pk for o in outcomes if o.face is not None and not o.duplicate]
+            job = batch_generate_encodings(new_ids, largest=data["largest"], user=request.user) if new_ids else None
+            body = {
+                "success": all(o.error is None for o in outcomes),
+                "job_id": str(job.pk) if job else None,
+                "results": [_outcome_body(o, context) for o in outcomes],
+            }
+            code = status.HTTP_202_ACCEPTED if job else (
+                status.HTTP_200_OK if all(o.face for o in outcomes) else status.HTTP_422_UNPROCESSABLE_ENTITY)
+            return Response(body, status=code)
+        if len(outcomes) == 1:
+            outcome = outcomes[0]
+            if outcome.error is not None:
+                return _refusal(outcome)
+            body = {"success": True, "duplicate": outcome.duplicate,
+                    **FaceSerializer(outcome.face, context=context).data}
+            return Response(body, status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED)
+        enrolled = sum(1 for o in outcomes if o.face is not None)
+        body = {
+            "success": enrolled == len(outcomes),
+            "enrolled": enrolled,
+            "refused": len(outcomes) - enrolled,
+            "results": [_outcome_body(o, context) for o in outcomes],
+        }
+        code = (status.HTTP_201_CREATED if enrolled == len(outcomes)
+                else status.HTTP_422_UNPROCESSABLE_ENTITY if enrolled == 0 else status.HTTP_207_MULTI_STATUS)
+        return Response(body, status=code)
+
+
+def _outcome_body(outcome, context) -> dict:
+    if outcome.error is not None:
+        body = error_body(outcome.error.error_code, outcome.error.message, outcome.error.details)
+        return {"filename": outcome.filename, **body}
+    return {"filename": outcome.filename, "success": True, "duplicate": outcome.duplicate,
+            "face": FaceSerializer(outcome.face, context=context).data}
+
+
+def _refusal(outcome) -> Response:
+    error = outcome.error
+    return Response(error_body(error.error_code, f"{outcome.filename}: {error.message}", error.details),
+                    status=error.status_code)
+
+
+class FaceDetailApi(APIView):
+    @extend_schema(responses=FaceSerializer)
+    def get(self, request, pk):
+        face = get_object_or_404(Face, pk=pk)
+        return Response(FaceSerializer(face, context={"request": request}).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, pk):
+        services.face_delete(face=get_object_or_404(Face, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,62 @@
+"""The index version: bumped inside every write that changes the index, published after commit.
+
+Each process compares the token it built its index from with `current_index_token()` on every
+request. With a shared cache (Redis) that is one cache read; with a process-local cache, or when
+the shared cache is unreachable, it is one primary-key read of `IndexState`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+
+from people.models import IndexState
+
+logger = logging.getLogger(__name__)
+CACHE_KEY = "face-index-version"
+
+
+def cache_is_shared() -> bool:
+    backend = settings.CACHES["default"]["BACKEND"]
+    return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
+def db_index_version() -> int:
+    state = IndexState.objects.filter(pk=1).values_list("version", flat=True).first()
+    return int(state or 0)
+
+
+def index_version_bump() -> None:
+    """Call inside the writing transaction; the cache is told only once the write is committed."""
+    updated = IndexState.objects.filter(pk=1).update(version=F("version") + 1)
+    if not updated:
+        IndexState.objects.get_or_create(pk=1, defaults={"version": 1})
+    transaction.on_commit(_publish)
+
+
+def _publish() -> None:
+    if not cache_is_shared():
+        return
+    try:
+        cache.set(CACHE_KEY, f"c-{uuid.uuid4().hex}", timeout=None)
+    except Exception:  # noqa: BLE001 - the database version still tells every process
+        logger.warning("could not publish the index version to the cache", exc_info=True)
+
+
+def current_index_token() -> str:
+    if not cache_is_shared():
+        return f"db-{db_index_version()}"
+    try:
+        token = cache.get(CACHE_KEY)
+        if token is None:
+            token = f"db-{db_index_version()}"
+            cache.add(CACHE_KEY, token, timeout=None)
+        return str(token)
+    except Exception:  # noqa: BLE001 - cache down: fall back to the database
+        logger.warning("cache unreachable; checking the index version in the database", exc_info=True)
+        return f"db-{db_index_version()}"

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from people.models import Face, Gallery, Person
+
+
+def gallery_list(*, search: str = "") -> QuerySet[Gallery]:
+    queryset = Gallery.objects.annotate(person_count=Count("people"))
+    if search:
+        queryset = queryset.filter(Q(name__icontains=search) | Q(slug__icontains=search))
+    return queryset
+
+
+def person_list(*, search: str = "", gallery: Gallery | None = None) -> QuerySet[Person]:
+    queryset = Person.objects.prefetch_related("galleries").annotate(
+        face_count=Count("faces", distinct=True),
+        encoded_count=Count("faces", filter=Q(faces__status=Face.Status.ENCODED), distinct=True),
+    )
+    if search:
+        queryset = queryset.filter(Q(name__icontains=search) | Q(external_id__icontains=search))
+    if gallery is not None:
+        queryset = queryset.filter(galleries=gallery)
+    return queryset
+
+
+def face_list(*, person: Person | None = None, status: str = "") -> QuerySet[Face]:
+    queryset = Face.objects.all()
+    if person is not None:
+        queryset = queryset.filter(person=person)
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from people.models import Face, Gallery, Person
+
+
+class GallerySerializer(serializers.ModelSerializer):
+    person_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Gallery
+        fields = ["id", "name", "slug", "description", "person_count", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class GalleryRefField(serializers.Field):
+    """A gallery given by id or slug."""
+
+    default_error_messages = {"missing": "No gallery with id or slug {value!r}."}
+
+    def to_internal_value(self, data):
+        text = str(data).strip()
+        query = Gallery.objects.filter(pk=int(text)) if text.isdigit() else Gallery.objects.filter(slug=text)
+        gallery = query.first()
+        if gallery is None:
+            self.fail("missing", value=text)
+        return gallery
+
+    def to_representation(self, value):
+        return value.pk
+
+
+class PersonInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    external_id = serializers.CharField(max_length=100, required=False, allow_null=True, allow_blank=True)
+    metadata = serializers.JSONField(required=False)
+    galleries = serializers.ListField(child=GalleryRefField(), required=False)
+
+    def validate_metadata(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("metadata must be a JSON object.")
+        return value
+
+    def validate_external_id(self, value):
+        value = value or None
+        if value is not None:
+            others = Person.objects.filter(external_id=value)
+            if self.instance is not None:
+                others = others.exclude(pk=self.instance.pk)
+            if others.exists():
+                raise serializers.ValidationError(f"external_id {value!r} is already used.")
+        return value
+
+
+class PersonOutputSerializer(serializers.ModelSerializer):
+    galleries = serializers.SerializerMethodField()
+    face_count = serializers.IntegerField(read_only=True, default=0)
+    encoded_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Person
+        fields = ["id", "name", "external_id", "metadata", "galleries", "face_count",
+                  "encoded_count", "created_at", "updated_at"]
+
+    def get_galleries(self, person) -> list[int]:
+        return sorted(g.pk for g in person.galleries.all())
+
+
+class FaceSerializer(serializers.ModelSerializer):
+    person_id = serializers.IntegerField(read_only=True)
+    box = serializers.JSONField(read_only=True)
+    image = serializers.FileField(read_only=True, use_url=True)
+    thumbnail = serializers.FileField(read_only=True, use_url=True)
+    has_embedding = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Face
+        fields = ["id", "person_id", "status", "error", "box", "image_width", "image_height",
+                  "detection_score", "model", "sha256", "has_embedding", "image", "thumbnail",
+                  "created_at", "encoded_at"]
+
+    def get_has_embedding(self, face) -> bool:
+        return bool(face.embedding)
+
+
+class EnrolInputSerializer(serializers.Serializer):
+    image = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+    largest = serializers.BooleanField(default=False)
+    # Sent as "async" (a Python keyword, so renamed here).
+    run_async = serializers.BooleanField(default=False)
+
+    def to_internal_value(self, data):
+        if hasattr(data, "getlist"):
+            files = data.getlist("image")
+            data = {key: data.get(key) for key in data}
+            data["image"] = files
+        if "async" in data:
+            data["run_async"] = data.pop("async")
+        return super().to_internal_value(data)

@@ -1,0 +1,72 @@
+"""This process's copy of the gallery index, rebuilt when the index version moves."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from face_engine.index import GalleryIndex
+from face_engine.types import EMBEDDING_DIM
+from people.engine import embedding_model_id
+from people.index_version import current_index_token, index_version_bump
+from people.models import Face, Person
+
+
+def load_index() -> GalleryIndex:
+    """One scan of encoded faces into one array (no model instances)."""
+    rows = Face.objects.filter(status=Face.Status.ENCODED, model=embedding_model_id(),
+                               embedding__isnull=False).values_list("id", "person_id", "embedding")
+    face_ids, person_ids, blobs = [], [], []
+    for face_id, person_id, blob in rows.iterator(chunk_size=5000):
+        face_ids.append(face_id)
+        person_ids.append(person_id)
+        blobs.append(bytes(blob))
+    vectors = (np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, EMBEDDING_DIM)
+               if blobs else np.zeros((0, EMBEDDING_DIM), dtype=np.float32))
+    memberships: dict[int, list[int]] = {}
+    for person_id, gallery_id in Person.galleries.through.objects.values_list("person_id", "gallery_id"):
+        memberships.setdefault(person_id, []).append(gallery_id)
+    return GalleryIndex(np.asarray(face_ids, dtype=np.int64), np.asarray(person_ids, dtype=np.int64),
+                        vectors, memberships)
+
+
+class IndexCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._index: GalleryIndex | None = None
+        self._token: str | None = None
+
+    def get(self) -> GalleryIndex:
+        """The up-to-date index: a cheap version check, a rebuild only when it moved."""
+        token = current_index_token()
+        if self._index is None or token != self._token:
+            with self._lock:
+                if self._index is None or token != self._token:
+                    # The token is read before the scan, so a write committed during the scan
+                    # leaves a newer token behind and triggers another rebuild next time.
+                    self._index = load_index()
+                    self._token = token
+        return self._index
+
+    def reload(self) -> GalleryIndex:
+        """Rebuild here now and tell every other process to rebuild too."""
+        from django.db import transaction
+
+        with transaction.atomic():
+            index_version_bump()
+        with self._lock:
+            self._index, self._token = None, None
+        return self.get()
+
+    def clear(self) -> None:
+        """Drop this process's copy; the next request rebuilds it from the database."""
+        with self._lock:
+            self._index, self._token = None, None
+
+    @property
+    def size(self) -> int:
+        return len(self._index) if self._index is not None else 0
+
+
+index_cache = IndexCache()

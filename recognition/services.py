@@ -1,0 +1,161 @@
+"""Recognise and verify: engine results joined with the gallery index and people's names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.errors import ServiceError
+from core.metrics import metrics
+from face_engine.matching import confidence, distance, is_match
+from face_engine.types import Face as EngineFace
+from face_engine.types import ImageError, ImageFaces, Match
+from people.engine import pipeline
+from people.models import Face, Gallery, Person
+from recognition.index_cache import index_cache
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class RecognizeOptions:
+    match_count: int = 5
+    threshold: float | None = None
+    return_all_matches: bool = False
+    gallery: Gallery | None = None
+
+    def resolved_threshold(self) -> float:
+        return self.threshold if self.threshold is not None else pipeline().settings.match_threshold
+
+
+def gallery_resolve(value: str | int | None) -> Gallery | None:
+    """A gallery from its id or slug; a clear 400 when there is no such gallery."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    query = Gallery.objects.filter(pk=int(text)) if text.isdigit() else Gallery.objects.filter(slug=text)
+    gallery = query.first()
+    if gallery is None:
+        raise ServiceError("unknown_gallery", f"No gallery with id or slug {text!r}.", status_code=400)
+    return gallery
+
+
+def _match_dict(match: Match, names: dict[int, str], threshold: float) -> dict:
+    return {
+        "face_id": match.face_id,
+        "person_id": match.person_id,
+        "person_name": names.get(match.person_id, ""),
+        "distance": round(match.distance, 6),
+        "is_match": is_match(match.distance, threshold),
+        "confidence": round(confidence(match.distance, threshold), 6),
+    }
+
+
+def _face_dict(face: EngineFace, matches: list[Match], names: dict[int, str],
+               options: RecognizeOptions, threshold: float) -> dict:
+    entries = [_match_dict(m, names, threshold) for m in matches]
+    accepted = [e for e in entries if e["is_match"]]
+    shown = entries if options.return_all_matches else accepted
+    top = accepted[0] if accepted else None
+    return {
+        "bbox": face.box.as_dict(),
+        "detection_score": round(face.score, 4),
+        "landmarks": [[round(x, 1), round(y, 1)] for x, y in face.landmarks],
+        "label": top["person_name"] if top else UNKNOWN,
+        "top_match": top,
+        "matches": shown,
+        "total_matches_found": len(accepted),
+    }
+
+
+def recognize_images(blobs: Sequence[bytes], options: RecognizeOptions) -> list[dict | ImageError]:
+    """Recognise every face of every image, as one engine batch; a bad image fails alone."""
+    threshold = options.resolved_threshold()
+    results = pipeline().analyze_bytes(blobs)
+    index = index_cache.get()
+    good = [r for r in results if isinstance(r, ImageFaces)]
+    queries = [face.embedding for r in good for face in r.faces]
+    start = time.perf_counter()
+    found = index.search(np.asarray(queries, dtype=np.float32), options.match_count,
+                         gallery_id=options.gallery.pk if options.gallery else None) if queries else []
+    search_ms = (time.perf_counter() - start) * 1000.0
+    person_ids = {m.person_id for matches in found for m in matches}
+    names = dict(Person.objects.filter(pk__in=person_ids).values_list("id", "name"))
+
+    out: list[dict | ImageError] = []
+    cursor = 0
+    for result in results:
+        if isinstance(result, ImageError):
+            out.append(result)
+            continue
+        share = search_ms * len(result.faces) / len(queries) if queries else 0.0
+        timings = {**result.timings_ms, "search": share}
+        metrics.record(timings)
+        faces = []
+        for face in result.faces:
+            faces.append(_face_dict(face, found[cursor], names, options, threshold))
+            cursor += 1
+        out.append(_image_response(faces, timings))
+    return out
+
+
+def _image_response(faces: list[dict], timings: dict[str, float]) -> dict:
+    largest = faces[0] if faces else None
+    if largest is None:
+        message = "No face was found in the image."
+    else:
+        known = sum(1 for f in faces if f["top_match"])
+        message = f"{len(faces)} face(s) found, {known} recognised."
+    return {
+        "success": True,
+        "message": message,
+        "top_match": largest["top_match"] if largest else None,
+        "top_matches": largest["matches"] if largest else [],
+        "total_matches_found": largest["total_matches_found"] if largest else 0,
+        "faces": faces,
+        "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _largest_embedding(data: bytes, what: str) -> np.ndarray:
+    result = pipeline().analyze_bytes([data])[0]
+    if isinstance(result, ImageError):
+        raise ServiceError(result.code, f"{what}: {result.message}", status_code=result.status)
+    if result.largest is None:
+        raise ServiceError("no_face", f"{what}: no face was found in the image.", status_code=422)
+    metrics.record(result.timings_ms)
+    return result.largest.embedding
+
+
+def verify(*, image_a: bytes, image_b: bytes | None = None, person: Person | None = None,
+           threshold: float | None = None) -> dict:
+    """Same person? Two images (largest face of each), or an image against a person's faces."""
+    limit = threshold if threshold is not None else pipeline().settings.match_threshold
+    probe = _largest_embedding(image_a, "image_a" if image_b is not None else "image")
+    if image_b is not None:
+        d = distance(probe, _largest_embedding(image_b, "image_b"))
+        face_id = None
+    else:
+        assert person is not None
+        rows = list(Face.objects.filter(person=person, status=Face.Status.ENCODED)
+                    .values_list("id", "embedding"))
+        if not rows:
+            raise ServiceError("no_encoded_faces", f"{person.name} has no encoded face to compare with.",
+                               status_code=422)
+        matrix = np.frombuffer(b"".join(bytes(e) for _, e in rows), dtype="<f4").reshape(len(rows), -1)
+        dists = np.linalg.norm(matrix - probe, axis=1)
+        best = int(np.argmin(dists))
+        d, face_id = float(dists[best]), rows[best][0]
+    body = {
+        "success": True,
+        "distance": round(d, 6),
+        "is_match": is_match(d, limit),
+        "confidence": round(confidence(d, limit), 6),
+        "threshold": limit,
+    }
+    if person is not None:
+        body.update({"person_id": person.pk, "person_name": person.name, "face_id": face_id})
+    return body
