@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils.html import format_html
+
+from jobs.services import batch_generate_encodings, regenerate_all_encodings
+from people import services
+from people.index_version import index_version_bump
+from people.models import Face, Gallery, Person
+from recognition.index_cache import index_cache
+
+STATUS_COLOURS = {
+    Face.Status.ENCODED: "#2e7d32",
+    Face.Status.PENDING: "#757575",
+    Face.Status.NO_FACE: "#ef6c00",
+    Face.Status.MULTIPLE_FACES: "#ef6c00",
+    Face.Status.FAILED: "#c62828",
+}
+
+
+def status_badge(face: Face) -> str:
+    colour = STATUS_COLOURS.get(face.status, "#757575")
+    return format_html(
+        '<span style="background:{};color:#fff;padding:2px 8px;border-radius:8px">{}</span>',
+        colour, face.get_status_display(),
+    )
+
+
+def image_with_box(face: Face, width: int = 160) -> str:
+    """The stored photo scaled to ``width`` with the face box drawn over it."""
+    if not face.image:
+        return "-"
+    if face.box_top is None or not face.image_width or not face.image_height:
+        return format_html('<img src="{}" style="width:{}px">', face.image.url, width)
+    scale = width / face.image_width
+    return format_html(
+        '<div style="position:relative;width:{}px;height:{}px">'
+        '<img src="{}" style="width:{}px;height:{}px">'
+        '<div style="position:absolute;left:{}px;top:{}px;width:{}px;height:{}px;'
+        'border:2px solid #2e7d32"></div></div>',
+        width, round(face.image_height * scale), face.image.url, width, round(face.image_height * scale),
+        round(face.box_left * scale), round(face.box_top * scale),
+        round((face.box_right - face.box_left) * scale), round((face.box_bottom - face.box_top) * scale),
+    )
+
+
+def encoding_size(face: Face) -> str:
+    return f"{len(face.embedding)} bytes" if face.embedding else "-"
+
+
+class FaceInline(admin.TabularInline):
+    model = Face
+    extra = 0
+    can_delete = False  # delete through the Face admin, which also removes the files
+    fields = ["photo", "badge", "encoding", "detection_score", "error", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False  # photos are enrolled through the API or enroll_folder, which encode them
+
+    @admin.display(description="photo and box")
+    def photo(self, face):
+        return image_with_box(face)
+
+    @admin.display(description="status")
+    def badge(self, face):
+        return status_badge(face)
+
+    @admin.display(description="encoding")
+    def encoding(self, face):
+        return encoding_size(face)
+
+
+def _queue(modeladmin, request, face_ids, what: str) -> None:
+    if not face_ids:
+        modeladmin.message_user(request, "Nothing to encode.", messages.WARNING)
+        return
+    job = batch_generate_encodings(face_ids, user=request.user)
+    modeladmin.message_user(request, f"{what}: job {job.pk} queued for {len(face_ids)} face(s).")
+
+
+@admin.action(description="Encode selected faces (those not encoded yet)")
+def encode_selected(modeladmin, request, queryset):
+    _queue(modeladmin, request, list(queryset.exclude(status=Face.Status.ENCODED).values_list("id", flat=True)),
+           "Encode")
+
+
+@admin.action(description="Re-encode selected faces")
+def reencode_selected(modeladmin, request, queryset):
+    _queue(modeladmin, request, list(queryset.values_list("id", flat=True)), "Re-encode")
+
+
+@admin.action(description="Re-encode every face (all people)")
+def reencode_all(modeladmin, request, queryset):
+    job = regenerate_all_encodings(user=request.user)
+    modeladmin.message_user(request, f"Re-encode all: job {job.pk} queued.")
+
+
+@admin.action(description="Reload the recognition index")
+def reload_index(modeladmin, request, queryset):
+    loaded = len(index_cache.reload())
+    modeladmin.message_user(request, f"Index reloaded: {loaded} encodings.")
+
+
+@admin.action(description="Clear the recognition index (rebuilt on next use)")
+def clear_index(modeladmin, request, queryset):
+    index_cache.clear()
+    modeladmin.message_user(request, "Index cleared in this process.")
+
+
+@admin.register(Face)
+class FaceAdmin(admin.ModelAdmin):
+    list_display = ["id", "thumb", "person", "badge", "encoding", "model", "created_at"]
+    list_filter = ["status", "model"]
+    search_fields = ["person__name", "person__external_id", "sha256"]
+    list_select_related = ["person"]
+    readonly_fields = ["photo", "badge", "encoding", "sha256", "box_top", "box_right", "box_bottom",
+                       "box_left", "image_width", "image_height", "detection_score", "model",
+                       "encoded_at", "created_at", "error", "status"]
+    fields = ["person", "photo", "badge", "error", "encoding", "model", "sha256", "detection_score",
+              "encoded_at", "created_at"]
+    actions = [encode_selected, reencode_selected, reencode_all, reload_index, clear_index]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="face")
+    def thumb(self, face):
+        if not face.thumbnail:
+            return "-"
+        return format_html('<img src="{}" style="width:48px;height:48px">', face.thumbnail.url)
+
+    @admin.display(description="photo and box")
+    def photo(self, face):
+        return image_with_box(face, width=320)
+
+    @admin.display(description="status", ordering="status")
+    def badge(self, face):
+        return status_badge(face)
+
+    @admin.display(description="encoding")
+    def encoding(self, face):
+        return encoding_size(face)
+
+    def delete_model(self, request, obj):
+        services.face_delete(face=obj)
+
+    def delete_queryset(self, request, queryset):
+        for face in queryset:
+            services.face_delete(face=face)
+
+
+@admin.action(description="Encode the faces of the selected people")
+def encode_people(modeladmin, request, queryset):
+    ids = list(Face.objects.filter(person__in=queryset).exclude(status=Face.Status.ENCODED)
+               .values_list("id", flat=True))
+    _queue(modeladmin, request, ids, "Encode")
+
+
+@admin.action(description="Re-encode the faces of the selected people")
+def reencode_people(modeladmin, request, queryset):
+    _queue(modeladmin, request, list(Face.objects.filter(person__in=queryset).values_list("id", flat=True)),
+           "Re-encode")
+
+
+@admin.register(Person)
+class PersonAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "external_id", "face_total", "created_at"]
+    search_fields = ["name", "external_id"]
+    list_filter = ["galleries"]
+    filter_horizontal = ["galleries"]
+    inlines = [FaceInline]
+    actions = [encode_people, reencode_people, reload_index, clear_index]
+
+    @admin.display(description="faces")
+    def face_total(self, person):
+        return person.faces.count()
+
+    def delete_model(self, request, obj):
+        services.person_delete(person=obj)
+
+    def delete_queryset(self, request, queryset):
+        for person in queryset:
+            services.person_delete(person=person)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        with transaction.atomic():
+            index_version_bump()  # gallery membership changes what a gallery search sees
+
+
+@admin.register(Gallery)
+class GalleryAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "slug", "member_count"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    @admin.display(description="people")
+    def member_count(self, gallery):
+        return gallery.people.count()
+
+    def delete_model(self, request, obj):
+        services.gallery_delete(gallery=obj)

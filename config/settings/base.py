@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from face_engine.settings import EngineSettings
 
 from config.env import BASE_DIR, env_bool, env_int, env_list, env_str
@@ -59,6 +61,7 @@ TEMPLATES = [
 ]
 
 SQLITE_PATH = env_str("SQLITE_PATH", str(VAR_DIR / "db.sqlite3"))
+Path(SQLITE_PATH).parent.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

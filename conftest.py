@@ -1,0 +1,96 @@
+"""Shared fixtures: real photos, real weights (loaded once per session), users and API clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parent / "tests" / "data"
+TRAIN = DATA / "people" / "train"
+TEST = DATA / "people" / "test"
+MISC = DATA / "misc"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The process's pipeline with the real dlib weights, loaded once for the whole session."""
+    from django.conf import settings
+
+    from face_engine.registry import get_pipeline
+
+    pipeline = get_pipeline(settings.FACE_ENGINE)
+    pipeline.load()
+    return pipeline
+
+
+def upload(path: Path | str, name: str | None = None, content_type: str = "image/jpeg"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    path = Path(path)
+    return SimpleUploadedFile(name or path.name, path.read_bytes(), content_type=content_type)
+
+
+def make_client(user=None):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    return client
+
+
+@pytest.fixture
+def user(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("reader", password="reader-pass-123")
+
+
+@pytest.fixture
+def staff(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("operator", password="operator-pass-123", is_staff=True)
+
+
+@pytest.fixture
+def anon_client():
+    return make_client()
+
+
+@pytest.fixture
+def user_client(user):
+    return make_client(user)
+
+
+@pytest.fixture
+def staff_client(staff):
+    return make_client(staff)
+
+
+def enrol_folder(root: Path = TRAIN, *, gallery=None, first_only: bool = False):
+    """Enrol DIR/<person>/<photos> through the service; returns {folder name: Person}."""
+    from people.services import face_enroll, person_create
+
+    people = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        person = person_create(name=folder.name, galleries=[gallery] if gallery else [])
+        photos = sorted(folder.iterdir())[:1] if first_only else sorted(folder.iterdir())
+        outcomes = face_enroll(person=person, uploads=[upload(p) for p in photos])
+        assert all(o.error is None for o in outcomes), [o.error.message for o in outcomes if o.error]
+        people[folder.name] = person
+    return people
+
+
+@pytest.fixture
+def enrolled(db, engine):
+    """Every photo of people/train enrolled (9 photos of 5 people)."""
+    return enrol_folder()
