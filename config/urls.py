@@ -1,13 +1,12 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.apis import HealthApi, StatsApi, TokenApi
 from jobs.apis import JobDetailApi
 from people.apis import (
     FaceDetailApi,
+    FaceFileApi,
     GalleryDetailApi,
     GalleryListCreateApi,
     PersonDetailApi,
@@ -31,6 +30,8 @@ api = [
     path("faces/cache/", CacheApi.as_view(), name="index-cache"),
     path("faces/encodings/", EncodingsApi.as_view(), name="encodings"),
     path("faces/<int:pk>/", FaceDetailApi.as_view(), name="face-detail"),
+    path("faces/<int:pk>/image/", FaceFileApi.as_view(kind="image"), name="face-image"),
+    path("faces/<int:pk>/thumbnail/", FaceFileApi.as_view(kind="thumbnail"), name="face-thumbnail"),
     path("jobs/<uuid:pk>/", JobDetailApi.as_view(), name="job-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
@@ -40,9 +41,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api)),
 ]
-
-if settings.DEBUG:
-    urlpatterns.append(path(f"{settings.MEDIA_URL.lstrip('/')}<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))
+# Media is deliberately not served: photos are personal data, served by /api/faces/{id}/image/.
 
 handler400 = "core.errors.json_400"
 handler403 = "core.errors.json_403"

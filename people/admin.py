@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db import transaction
+from django.urls import reverse
 from django.utils.html import format_html
 
 from jobs.services import batch_generate_encodings, regenerate_all_encodings
@@ -19,6 +20,10 @@ STATUS_COLOURS = {
 }
 
 
+def _file_url(face: Face, name: str) -> str:
+    return reverse(name, args=[face.pk])  # served to authenticated users only
+
+
 def status_badge(face: Face) -> str:
     colour = STATUS_COLOURS.get(face.status, "#757575")
     return format_html(
@@ -32,14 +37,15 @@ def image_with_box(face: Face, width: int = 160) -> str:
     if not face.image:
         return "-"
     if face.box_top is None or not face.image_width or not face.image_height:
-        return format_html('<img src="{}" style="width:{}px">', face.image.url, width)
+        return format_html('<img src="{}" style="width:{}px">', _file_url(face, "face-image"), width)
     scale = width / face.image_width
     return format_html(
         '<div style="position:relative;width:{}px;height:{}px">'
         '<img src="{}" style="width:{}px;height:{}px">'
         '<div style="position:absolute;left:{}px;top:{}px;width:{}px;height:{}px;'
         'border:2px solid #2e7d32"></div></div>',
-        width, round(face.image_height * scale), face.image.url, width, round(face.image_height * scale),
+        width, round(face.image_height * scale), _file_url(face, "face-image"), width,
+        round(face.image_height * scale),
         round(face.box_left * scale), round(face.box_top * scale),
         round((face.box_right - face.box_left) * scale), round((face.box_bottom - face.box_top) * scale),
     )
@@ -129,7 +135,7 @@ class FaceAdmin(admin.ModelAdmin):
     def thumb(self, face):
         if not face.thumbnail:
             return "-"
-        return format_html('<img src="{}" style="width:48px;height:48px">', face.thumbnail.url)
+        return format_html('<img src="{}" style="width:48px;height:48px">', _file_url(face, "face-thumbnail"))
 
     @admin.display(description="photo and box")
     def photo(self, face):

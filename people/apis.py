@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import mimetypes
+
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.filters import SearchFilter
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -189,3 +191,19 @@ class FaceDetailApi(APIView):
     def delete(self, request, pk):
         services.face_delete(face=get_object_or_404(Face, pk=pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FaceFileApi(APIView):
+    """The stored photo or the face thumbnail, for authenticated users only: faces are personal
+    data, so media is never served publicly."""
+
+    kind = "image"
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request, pk):
+        face = get_object_or_404(Face, pk=pk)
+        field = face.image if self.kind == "image" else face.thumbnail
+        if not field:
+            raise Http404
+        content_type = mimetypes.guess_type(field.name)[0] or "application/octet-stream"
+        return FileResponse(field.open("rb"), content_type=content_type)

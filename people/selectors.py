@@ -6,7 +6,7 @@ from people.models import Face, Gallery, Person
 
 
 def gallery_list(*, search: str = "") -> QuerySet[Gallery]:
-    queryset = Gallery.objects.annotate(person_count=Count("people"))
+    queryset = Gallery.objects.annotate(person_count=Count("people")).order_by("name", "id")
     if search:
         queryset = queryset.filter(Q(name__icontains=search) | Q(slug__icontains=search))
     return queryset
@@ -16,7 +16,7 @@ def person_list(*, search: str = "", gallery: Gallery | None = None) -> QuerySet
     queryset = Person.objects.prefetch_related("galleries").annotate(
         face_count=Count("faces", distinct=True),
         encoded_count=Count("faces", filter=Q(faces__status=Face.Status.ENCODED), distinct=True),
-    )
+    ).order_by("name", "id")
     if search:
         queryset = queryset.filter(Q(name__icontains=search) | Q(external_id__icontains=search))
     if gallery is not None:

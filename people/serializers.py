@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from people.models import Face, Gallery, Person
@@ -70,8 +71,8 @@ class PersonOutputSerializer(serializers.ModelSerializer):
 class FaceSerializer(serializers.ModelSerializer):
     person_id = serializers.IntegerField(read_only=True)
     box = serializers.JSONField(read_only=True)
-    image = serializers.FileField(read_only=True, use_url=True)
-    thumbnail = serializers.FileField(read_only=True, use_url=True)
+    image = serializers.SerializerMethodField()
+    thumbnail = serializers.SerializerMethodField()
     has_embedding = serializers.SerializerMethodField()
 
     class Meta:
@@ -82,6 +83,19 @@ class FaceSerializer(serializers.ModelSerializer):
 
     def get_has_embedding(self, face) -> bool:
         return bool(face.embedding)
+
+    def _url(self, face, name: str, present) -> str | None:
+        if not present:
+            return None
+        path = reverse(name, args=[face.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_image(self, face) -> str | None:
+        return self._url(face, "face-image", face.image)
+
+    def get_thumbnail(self, face) -> str | None:
+        return self._url(face, "face-thumbnail", face.thumbnail)
 
 
 class EnrolInputSerializer(serializers.Serializer):

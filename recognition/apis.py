@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-from django.conf import settings
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -66,7 +64,7 @@ class BatchRecognizeApi(APIView):
     @extend_schema(request={"multipart/form-data": BatchRecognizeInputSerializer}, responses=dict)
     def post(self, request):
         start = time.perf_counter()
-        serializer = BatchRecognizeInputSerializer(data=request.data, max_images=settings.MAX_BATCH_IMAGES)
+        serializer = BatchRecognizeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         options = _options(data)

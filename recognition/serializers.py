@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import serializers
 
 from people.models import Person
@@ -21,10 +22,6 @@ class BatchRecognizeInputSerializer(_Options):
     match_count = serializers.IntegerField(required=False, default=5, min_value=1, max_value=100)
     return_all_matches = serializers.BooleanField(required=False, default=False)
 
-    def __init__(self, *args, max_images: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_images = max_images
-
     def to_internal_value(self, data):
         if hasattr(data, "getlist"):
             files = data.getlist("images")
@@ -33,9 +30,10 @@ class BatchRecognizeInputSerializer(_Options):
         return super().to_internal_value(data)
 
     def validate_images(self, value):
-        if len(value) > self.max_images:
+        limit = settings.MAX_BATCH_IMAGES
+        if len(value) > limit:
             raise serializers.ValidationError(
-                f"At most {self.max_images} images per request; {len(value)} were sent.")
+                f"At most {limit} images per request; {len(value)} were sent.")
         return value
 
 
