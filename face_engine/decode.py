@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from face_engine.types import ImageError, RGBImage
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
+
+# What Pillow raises on malformed input besides OSError: its parsers are not uniform about it.
+_MALFORMED = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError)
+
+# EXIF orientation → the transpose that brings the pixels upright (the table exif_transpose uses).
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> RGBImage:
@@ -37,16 +52,27 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> RGBImage:
             _check_pixels(image.width, image.height, max_pixels)
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image) or image
+            # Converting runs Pillow code on the file's data too (palettes, tRNS): same guard.
+            return to_rgb(_upright(image))
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError("image_too_large", f"The image is too large: {exc}", status=413) from exc
     except UnidentifiedImageError as exc:
         raise ImageError("not_an_image", "The file is not an image that can be decoded.") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except _MALFORMED as exc:
         raise ImageError("corrupt_image", f"The image is truncated or corrupt: {exc}") from exc
-    return to_rgb(image)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Only the tag is read: ``ImageOps.exif_transpose`` also rewrites
+    the EXIF block and fails (struct.error) on a corrupt one, rejecting a perfectly good image."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except _MALFORMED:
+        return image  # unreadable metadata: keep the pixels as stored
+    method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+    return image if method is None else image.transpose(method)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
@@ -69,7 +95,8 @@ def to_rgb(image: Image.Image) -> RGBImage:
         peak = 65535.0 if mode.startswith("I;16") or array.max(initial=0) > 255 else 255.0
         gray = np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    if mode == "P" or mode == "PA":
+    if mode in ("P", "PA") or (mode in ("1", "L", "RGB") and "transparency" in image.info):
+        # A palette, or a tRNS colour key on an L/RGB image: let Pillow turn it into alpha.
         image = image.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "La", "RGBa"):

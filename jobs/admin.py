@@ -11,3 +11,8 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        # View only: saving the page would write back a stale copy of every field over the
+        # progress a running job is recording.
+        return False

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -115,8 +117,25 @@ def clear_index(modeladmin, request, queryset):
     modeladmin.message_user(request, "Index cleared in this process.")
 
 
+class FaceForm(forms.ModelForm):
+    """The only editable field is the person: moving a photo to whoever it really shows."""
+
+    class Meta:
+        model = Face
+        fields = ["person"]
+
+    def clean_person(self):
+        person = self.cleaned_data["person"]
+        face = self.instance
+        if face.pk and person.pk != face.person_id and \
+                Face.objects.filter(person=person, sha256=face.sha256).exists():
+            raise forms.ValidationError(f"{person} already has this photo.")
+        return person
+
+
 @admin.register(Face)
 class FaceAdmin(admin.ModelAdmin):
+    form = FaceForm
     list_display = ["id", "thumb", "person", "badge", "encoding", "model", "created_at"]
     list_filter = ["status", "model"]
     search_fields = ["person__name", "person__external_id", "sha256"]
@@ -149,6 +168,11 @@ class FaceAdmin(admin.ModelAdmin):
     def encoding(self, face):
         return encoding_size(face)
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "person" in form.changed_data:
+            index_version_bump()  # the index maps this face to its person
+
     def delete_model(self, request, obj):
         services.face_delete(face=obj)
 
@@ -179,9 +203,12 @@ class PersonAdmin(admin.ModelAdmin):
     inlines = [FaceInline]
     actions = [encode_people, reencode_people, reload_index, clear_index]
 
-    @admin.display(description="faces")
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(face_count=Count("faces", distinct=True))
+
+    @admin.display(description="faces", ordering="face_count")
     def face_total(self, person):
-        return person.faces.count()
+        return person.face_count
 
     def delete_model(self, request, obj):
         services.person_delete(person=obj)
@@ -202,9 +229,16 @@ class GalleryAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 
-    @admin.display(description="people")
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_total=Count("people", distinct=True))
+
+    @admin.display(description="people", ordering="member_total")
     def member_count(self, gallery):
-        return gallery.people.count()
+        return gallery.member_total
 
     def delete_model(self, request, obj):
         services.gallery_delete(gallery=obj)
+
+    def delete_queryset(self, request, queryset):
+        for gallery in queryset:
+            services.gallery_delete(gallery=gallery)

@@ -9,6 +9,11 @@ from face_engine.models.base import Model
 from face_engine.sessions.dlib_session import CnnDetectorSession, HogDetectorSession
 from face_engine.types import Detection, DetectorKind, RGBImage
 
+# dlib's MMOD-CNN fails on inputs under ~10 px a side (RuntimeError, and after a few of those at
+# times heap corruption that kills the process). Neither detector can find a face that small
+# (HOG's window is 80×80, MMOD's about 40×40), so such inputs are answered "no face" unseen.
+MIN_DETECTION_SIDE = 20
+
 
 def downscale(image: RGBImage, max_side: int) -> tuple[RGBImage, float]:
     """Return (image resized so its longer side ≤ max_side, factor original/resized)."""
@@ -37,6 +42,8 @@ class Detector(Model[HogDetectorSession | CnnDetectorSession]):
         """Every face in ``image``, boxes in its own pixels, highest score first."""
         session = self.load()
         small, factor = downscale(image, self.max_side)
+        if min(small.shape[:2]) * 2**self.upsample < MIN_DETECTION_SIDE:
+            return []
         height, width = image.shape[:2]
         found = session.detect(small, self.upsample)
         detections = [
