@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from face_engine.decode import decode_image
 from face_engine.models.aligner import Aligner
 from face_engine.models.detector import Detector
@@ -17,6 +19,13 @@ from face_engine.types import Face, ImageError, ImageFaces, RGBImage
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _as_rgb(image: RGBImage) -> RGBImage:
+    """dlib takes only C-contiguous H×W×3 uint8 arrays: a crop or flipped view is copied."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H×W×3 uint8 array, got {image.dtype} {image.shape}")
+    return np.ascontiguousarray(image)
 
 
 class FacePipeline:
@@ -81,6 +90,7 @@ class FacePipeline:
     ) -> list[ImageFaces]:
         """Detect and align per image, then embed every face of the batch in one call."""
         self.load()
+        images = [_as_rgb(image) for image in images]
         per_image: list[tuple[list, list, dict[str, float]]] = []
         chips: list[RGBImage] = []
         for index, image in enumerate(images):

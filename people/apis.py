@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from core.errors import error_body
 from jobs.services import batch_generate_encodings
 from people import selectors, services
-from people.models import Face, Gallery, Person
+from people.models import Face, Person
 from people.serializers import (
     EnrolInputSerializer,
     FaceSerializer,

@@ -114,3 +114,6 @@ class IndexState(models.Model):
     """
 
     version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"index version {self.version}"

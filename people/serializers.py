@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from people.models import Face, Gallery, Person
@@ -15,6 +17,7 @@ class GallerySerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class GalleryRefField(serializers.Field):
     """A gallery given by id or slug."""
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from people.models import Person
@@ -57,6 +58,8 @@ class CacheActionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["reload", "clear"])
 
 
+@extend_schema_field({"oneOf": [{"type": "string", "enum": ["missing", "all"]},
+                           {"type": "array", "items": {"type": "integer"}}]})
 class EncodingsScopeField(serializers.Field):
     default_error_messages = {
         "invalid": 'scope must be "missing", "all" or a list of face ids.',

@@ -141,9 +141,8 @@ def test_health_is_public(db, anon_client):
 
 
 def test_throttling_answers_429_in_the_error_shape(user_client, monkeypatch):
-    from rest_framework.throttling import UserRateThrottle
-
     from django.core.cache import cache
+    from rest_framework.throttling import UserRateThrottle
 
     cache.clear()
     monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/minute", "anon": "3/minute"})

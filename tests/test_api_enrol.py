@@ -96,15 +96,17 @@ def test_enrol_validation(staff_client, person):
     assert staff_client.post(_url(person), {"image": "not a file"}).status_code == 400
     response = staff_client.post(_url(person), {"image": upload(MISC / "obama_small.jpg"), "largest": "maybe"})
     assert response.status_code == 400 and "largest" in response.json()["error"]["details"]
-    assert staff_client.post("/api/people/999999/faces/", {"image": upload(MISC / "obama_small.jpg")}).status_code == 404
+    missing = staff_client.post("/api/people/999999/faces/", {"image": upload(MISC / "obama_small.jpg")})
+    assert missing.status_code == 404
     json_body = staff_client.post(_url(person), {"image": "x"}, format="json")
     assert json_body.status_code == 415
 
 
 @pytest.mark.django_db(transaction=True)
 def test_async_enrolment_runs_as_a_job(engine):
-    from conftest import make_client
     from django.contrib.auth import get_user_model
+
+    from conftest import make_client
     from jobs.backends import wait_idle
     from people.services import person_create
 

@@ -134,8 +134,9 @@ def test_verify_against_a_person(user_client, people):
 
 
 def test_verify_errors(user_client, people, tmp_path):
-    from people.services import person_create
     from PIL import Image
+
+    from people.services import person_create
 
     empty_person = person_create(name="Nobody yet")
     cases = [

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from face_engine.settings import EngineSettings
-
 from config.env import BASE_DIR, env_bool, env_int, env_list, env_str
+from face_engine.settings import EngineSettings
 
 SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-key-change-me-in-production")
 DEBUG = env_bool("DEBUG", True)
