@@ -1,7 +1,13 @@
-"""dlib runtime: HOG and MMOD-CNN detectors, 5-point shape predictor, face chips, ResNet."""
+"""dlib runtime: HOG and MMOD-CNN detectors, 5-point shape predictor, face chips, ResNet.
+
+dlib's model objects keep scratch buffers and are not safe to call from two threads at once (a
+concurrent call crashes the process), so each session serialises its calls with its own lock;
+different models still run in parallel.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import dlib
@@ -28,26 +34,33 @@ def _rect(box: BoundingBox) -> dlib.rectangle:
 class HogDetectorSession:
     def __init__(self) -> None:
         self._detector = dlib.get_frontal_face_detector()
+        self._lock = threading.Lock()
 
     def detect(self, image: RGBImage, upsample: int) -> list[Detection]:
-        rects, scores, _ = self._detector.run(image, upsample, 0.0)
+        with self._lock:
+            rects, scores, _ = self._detector.run(image, upsample, 0.0)
         return [Detection(_box(r), float(s)) for r, s in zip(rects, scores, strict=True)]
 
 
 class CnnDetectorSession:
     def __init__(self) -> None:
         self._detector = dlib.cnn_face_detection_model_v1(str(weight_path(MMOD_DETECTOR)))
+        self._lock = threading.Lock()
 
     def detect(self, image: RGBImage, upsample: int) -> list[Detection]:
-        return [Detection(_box(d.rect), float(d.confidence)) for d in self._detector(image, upsample)]
+        with self._lock:
+            found = self._detector(image, upsample)
+        return [Detection(_box(d.rect), float(d.confidence)) for d in found]
 
 
 class LandmarkSession:
     def __init__(self) -> None:
         self._predictor = dlib.shape_predictor(str(weight_path(LANDMARKS_5)))
+        self._lock = threading.Lock()
 
     def predict(self, image: RGBImage, box: BoundingBox) -> dlib.full_object_detection:
-        return self._predictor(image, _rect(box))
+        with self._lock:
+            return self._predictor(image, _rect(box))
 
     @staticmethod
     def points(shape: dlib.full_object_detection) -> tuple[tuple[float, float], ...]:
@@ -61,9 +74,11 @@ class LandmarkSession:
 class ResNetSession:
     def __init__(self) -> None:
         self._model = dlib.face_recognition_model_v1(str(weight_path(RESNET)))
+        self._lock = threading.Lock()
 
     def embed(self, chips: Sequence[RGBImage]) -> list[Embedding]:
         if not chips:
             return []
-        descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
+        with self._lock:
+            descriptors = self._model.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return [np.asarray(d, dtype=np.float32) for d in descriptors]
