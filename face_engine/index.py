@@ -43,8 +43,8 @@ class GalleryIndex:
             for face_id, person_id in self._person_of_face.items():
                 faces_of_person.setdefault(person_id, []).append(face_id)
             for person_id, galleries in person_galleries.items():
-                for gallery_id in galleries:
-                    by_gallery.setdefault(int(gallery_id), []).extend(faces_of_person.get(person_id, []))
+                for gallery_id in {int(g) for g in galleries}:  # a membership listed twice counts once
+                    by_gallery.setdefault(gallery_id, []).extend(faces_of_person.get(person_id, []))
             self._gallery_faces = {g: np.asarray(ids, dtype=np.int64) for g, ids in by_gallery.items()}
 
     @classmethod
@@ -91,7 +91,8 @@ class GalleryIndex:
                 continue
             person_id = self._person_of_face[face_id]
             if person_id not in best:
-                best[person_id] = Match(face_id=face_id, person_id=person_id, distance=float(np.sqrt(max(squared, 0.0))))
+                distance = float(np.sqrt(max(squared, 0.0)))  # faiss gives squared L2
+                best[person_id] = Match(face_id=face_id, person_id=person_id, distance=distance)
                 if len(best) == k:
                     break
         return list(best.values())

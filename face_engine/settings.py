@@ -64,4 +64,12 @@ class EngineSettings:
             raise ValueError("FACE_DETECTION_MAX_SIDE must be at least 64")
         if not 0 <= settings.detection_upsample <= 3:
             raise ValueError("FACE_DETECTION_UPSAMPLE must be between 0 and 3")
+        for name, value in (
+            ("MAX_UPLOAD_BYTES", settings.max_upload_bytes),
+            ("MAX_IMAGE_PIXELS", settings.max_image_pixels),
+            ("FACE_ENGINE_MAX_BATCH_SIZE", settings.max_batch_size),
+            ("FACE_ENGINE_DECODE_WORKERS", settings.decode_workers),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value}")
         return settings
