@@ -17,6 +17,22 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture(autouse=True)
+def fresh_index_cache():
+    """The process-wide index cache is keyed by the database's version counter, which restarts
+    with every test database (rolled back): drop it so no test sees another test's faces."""
+    from django.conf import settings
+
+    if not settings.configured:  # engine-only runs with the Django plugin off
+        yield
+        return
+    from recognition.index_cache import index_cache
+
+    index_cache.clear()
+    yield
+    index_cache.clear()
+
+
 @pytest.fixture(scope="session")
 def engine():
     """The process's pipeline with the real dlib weights, loaded once for the whole session."""

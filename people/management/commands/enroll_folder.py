@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand, CommandError
+from django.core.validators import validate_slug
 from django.db import transaction
 from tqdm import tqdm
 
+from people.index_version import index_version_bump
 from people.models import Gallery, Person
-from people.services import face_enroll, gallery_create, person_create
+from people.services import face_enroll, gallery_create, person_create, person_delete
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+
+
+def display_name(folder: str) -> str:
+    """'kit_harington' -> 'Kit Harington'. Capitals already there are kept ('McDonald')."""
+    words = folder.replace("_", " ").split()
+    return " ".join(word[:1].upper() + word[1:] for word in words) or folder
 
 
 class Command(BaseCommand):
@@ -28,6 +37,12 @@ class Command(BaseCommand):
         root = Path(directory)
         if not root.is_dir():
             raise CommandError(f"{root} is not a directory")
+        if gallery is not None:
+            try:
+                validate_slug(gallery)
+            except ValidationError as exc:
+                raise CommandError(f"--gallery {gallery!r} is not a slug "
+                                   "(letters, digits, hyphens and underscores only).") from exc
         folders = sorted(p for p in root.iterdir() if p.is_dir())
         work = [(folder, photo) for folder in folders for photo in sorted(folder.iterdir())
                 if photo.is_file() and photo.suffix.lower() in IMAGE_SUFFIXES]
@@ -37,21 +52,38 @@ class Command(BaseCommand):
 
         enrolled, duplicates, refused = 0, 0, []
         people: dict[str, Person] = {}
+        created: set[int] = set()  # people this run created
+        kept: set[int] = set()  # people with at least one photo enrolled, now or before
         for folder, photo in tqdm(work, desc="Enrolling", unit="photo", file=self.stderr._out,
                                   disable=options.get("verbosity", 1) == 0):
-            person = people.get(folder.name) or self._person(folder.name, target)
-            people[folder.name] = person
-            upload = SimpleUploadedFile(photo.name, photo.read_bytes())
+            person = people.get(folder.name)
+            if person is None:
+                person, is_new = self._person(folder.name, target)
+                people[folder.name] = person
+                if is_new:
+                    created.add(person.pk)
+            try:
+                upload = SimpleUploadedFile(photo.name, photo.read_bytes())
+            except OSError as exc:
+                refused.append((photo.relative_to(root), f"could not read the file: {exc}"))
+                continue
             outcome = face_enroll(person=person, uploads=[upload], largest=largest)[0]
             if outcome.error is not None:
                 refused.append((photo.relative_to(root), outcome.error.message))
-            elif outcome.duplicate:
+                continue
+            kept.add(person.pk)
+            if outcome.duplicate:
                 duplicates += 1
             else:
                 enrolled += 1
 
+        # A person created for a folder none of whose photos could be enrolled is not kept.
+        for person in people.values():
+            if person.pk in created and person.pk not in kept:
+                person_delete(person=person)
+
         self.stdout.write(self.style.SUCCESS(
-            f"Enrolled {enrolled} photo(s) of {len(people)} people"
+            f"Enrolled {enrolled} photo(s) of {len(kept)} people"
             + (f" into gallery '{target.slug}'" if target else "")
             + f"; {duplicates} already enrolled; {len(refused)} refused."))
         for path, reason in refused:
@@ -64,9 +96,13 @@ class Command(BaseCommand):
 
     @staticmethod
     @transaction.atomic
-    def _person(name: str, gallery: Gallery | None) -> Person:
-        display = name.replace("_", " ").title()
-        person = Person.objects.filter(name=display).first() or person_create(name=display)
-        if gallery is not None:
+    def _person(folder: str, gallery: Gallery | None) -> tuple[Person, bool]:
+        """The person named after ``folder`` (created when missing), in ``gallery``."""
+        name = display_name(folder)
+        person = Person.objects.filter(name=name).first()
+        if person is None:
+            return person_create(name=name, galleries=[gallery] if gallery else []), True
+        if gallery is not None and not person.galleries.filter(pk=gallery.pk).exists():
             person.galleries.add(gallery)
-        return person
+            index_version_bump()  # this person's faces now answer searches in the gallery
+        return person, False
