@@ -70,9 +70,10 @@ class GalleryIndex:
             candidates = len(self)
             params = None
         else:
-            allowed = self._gallery_faces.get(gallery_id)
-            candidates = 0 if allowed is None else len(allowed)
-            params = None if not candidates else faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+            allowed = self._gallery_faces.get(gallery_id, np.zeros(0, dtype=np.int64))
+            candidates = len(allowed)
+            params = faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(allowed)
         if k <= 0 or candidates == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         # People have several faces: fetch more neighbours than people wanted, widen if too few.

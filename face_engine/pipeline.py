@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,7 +15,7 @@ from face_engine.models.detector import Detector
 from face_engine.models.embedder import Embedder
 from face_engine.models.landmarks import LandmarkModel
 from face_engine.settings import EngineSettings
-from face_engine.types import Face, ImageError, ImageFaces, RGBImage
+from face_engine.types import Detection, Face, ImageError, ImageFaces, RGBImage
 
 
 def _ms(start: float) -> float:
@@ -91,7 +92,7 @@ class FacePipeline:
         """Detect and align per image, then embed every face of the batch in one call."""
         self.load()
         images = [_as_rgb(image) for image in images]
-        per_image: list[tuple[list, list, dict[str, float]]] = []
+        per_image: list[tuple[list[Detection], list[Any], dict[str, float]]] = []
         chips: list[RGBImage] = []
         for index, image in enumerate(images):
             timings = {"decode": decode_ms[index] if decode_ms else 0.0}

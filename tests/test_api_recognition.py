@@ -188,3 +188,13 @@ def test_openapi_schema_and_docs(anon_client, db):
         assert path in paths
     docs = anon_client.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
+
+
+def test_openapi_schema_is_valid_without_warnings(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    assert "/api/faces/recognize/" in out.getvalue()
