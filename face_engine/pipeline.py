@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
