@@ -1,11 +1,18 @@
-"""Gallery vector index: exact FAISS search, ranked per person, filtered per gallery.
+"""Gallery vector index: FAISS search ranked per person, filtered per gallery.
+
+Exact (a flat L2 index) up to ``exact_max`` faces; above that an IVF index (inverted lists over
+k-means cells) whose ``nprobe`` trades recall for speed. IVF rather than HNSW because an index is
+rebuilt from the database whenever it changes, and IVF builds a million vectors in seconds where
+HNSW takes minutes on a small CPU.
 
 An index is an immutable snapshot built from arrays; a change builds a new snapshot and the
-caller swaps the reference, so concurrent searches never see a half-updated index.
+caller swaps the reference, so concurrent searches never see a half-updated index. FAISS ids are
+row positions, so face and person ids are looked up in numpy arrays (no per-row Python objects).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import faiss
@@ -15,6 +22,32 @@ import numpy.typing as npt
 from face_engine.types import EMBEDDING_DIM, Match
 
 IdArray = npt.NDArray[np.int64]
+DEFAULT_EXACT_MAX = 100_000
+DEFAULT_NPROBE = 24
+
+
+def _ids(values: Iterable[int] | IdArray) -> IdArray:
+    return np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=np.int64)
+
+
+def build_faiss_index(vectors: npt.NDArray[np.float32], *, exact_max: int = DEFAULT_EXACT_MAX,
+                      nprobe: int = DEFAULT_NPROBE) -> faiss.Index:
+    """A flat index up to ``exact_max`` vectors, else a trained IVF-Flat index."""
+    count = len(vectors)
+    if count <= exact_max:
+        index = faiss.IndexFlatL2(EMBEDDING_DIM)
+    else:
+        # √n cells of ~√n vectors: k-means on 39 points a cell trains a million in seconds.
+        cells = int(min(16384, max(16, math.sqrt(count))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(EMBEDDING_DIM), EMBEDDING_DIM, cells)
+        index.cp.niter = 10
+        rng = np.random.default_rng(0)
+        sample = vectors[rng.choice(count, size=min(count, cells * 39), replace=False)]
+        index.train(sample)
+        index.nprobe = min(nprobe, cells)
+    if count:
+        index.add(vectors)
+    return index
 
 
 class GalleryIndex:
@@ -24,28 +57,26 @@ class GalleryIndex:
         person_ids: Iterable[int] | IdArray,
         embeddings: npt.NDArray[np.float32],
         person_galleries: Mapping[int, Iterable[int]] | None = None,
+        *,
+        exact_max: int = DEFAULT_EXACT_MAX,
+        nprobe: int = DEFAULT_NPROBE,
     ) -> None:
-        self.face_ids = np.asarray(list(face_ids) if not isinstance(face_ids, np.ndarray) else face_ids, dtype=np.int64)
-        self.person_ids = np.asarray(
-            list(person_ids) if not isinstance(person_ids, np.ndarray) else person_ids, dtype=np.int64
-        )
+        self.face_ids = _ids(face_ids)
+        self.person_ids = _ids(person_ids)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
         if not (len(self.face_ids) == len(self.person_ids) == len(vectors)):
             raise ValueError("face_ids, person_ids and embeddings must have the same length")
-        self._person_of_face = dict(zip(self.face_ids.tolist(), self.person_ids.tolist(), strict=True))
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatL2(EMBEDDING_DIM))
-        if len(vectors):
-            self._index.add_with_ids(vectors, self.face_ids)
-        self._gallery_faces: dict[int, IdArray] = {}
-        if person_galleries:
-            by_gallery: dict[int, list[int]] = {}
-            faces_of_person: dict[int, list[int]] = {}
-            for face_id, person_id in self._person_of_face.items():
-                faces_of_person.setdefault(person_id, []).append(face_id)
-            for person_id, galleries in person_galleries.items():
-                for gallery_id in {int(g) for g in galleries}:  # a membership listed twice counts once
-                    by_gallery.setdefault(gallery_id, []).extend(faces_of_person.get(person_id, []))
-            self._gallery_faces = {g: np.asarray(ids, dtype=np.int64) for g, ids in by_gallery.items()}
+        self._index = build_faiss_index(vectors, exact_max=exact_max, nprobe=nprobe)
+        self.exact = isinstance(self._index, faiss.IndexFlat)
+        self._nprobe = nprobe
+        self._gallery_rows: dict[int, IdArray] = {}
+        members: dict[int, set[int]] = {}
+        for person_id, galleries in (person_galleries or {}).items():
+            for gallery_id in galleries:
+                members.setdefault(int(gallery_id), set()).add(int(person_id))
+        for gallery_id, people in members.items():
+            rows = np.flatnonzero(np.isin(self.person_ids, np.fromiter(people, dtype=np.int64)))
+            self._gallery_rows[gallery_id] = rows.astype(np.int64)
 
     @classmethod
     def empty(cls) -> GalleryIndex:
@@ -59,41 +90,45 @@ class GalleryIndex:
         return len(np.unique(self.person_ids))
 
     def gallery_size(self, gallery_id: int) -> int:
-        return len(self._gallery_faces.get(gallery_id, ()))
+        return len(self._gallery_rows.get(gallery_id, ()))
+
+    def _params(self, gallery_id: int | None) -> tuple[int, faiss.SearchParameters | None]:
+        if gallery_id is None:
+            return len(self), None
+        rows = self._gallery_rows.get(gallery_id, np.zeros(0, dtype=np.int64))
+        params = faiss.SearchParameters() if self.exact else faiss.SearchParametersIVF()
+        if not self.exact:
+            params.nprobe = self._nprobe
+        params.sel = faiss.IDSelectorBatch(rows)
+        return len(rows), params
 
     def search(
         self, queries: npt.NDArray[np.float32], k: int, *, gallery_id: int | None = None
     ) -> list[list[Match]]:
         """For each query, the best face of each of the ``k`` nearest *people*, nearest first."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
-        if gallery_id is None:
-            candidates = len(self)
-            params = None
-        else:
-            allowed = self._gallery_faces.get(gallery_id, np.zeros(0, dtype=np.int64))
-            candidates = len(allowed)
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(allowed)
+        candidates, params = self._params(gallery_id)
         if k <= 0 or candidates == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         # People have several faces: fetch more neighbours than people wanted, widen if too few.
         fetch = min(candidates, k * 4 + 8)
         while True:
-            distances, ids = self._index.search(queries, fetch, params=params)
-            results = [self._per_person(d, i, k) for d, i in zip(distances, ids, strict=True)]
+            distances, rows = self._index.search(queries, fetch, params=params)
+            results = [self._per_person(d, r, k) for d, r in zip(distances, rows, strict=True)]
             if fetch >= candidates or all(len(r) >= k for r in results):
                 return results
             fetch = min(candidates, fetch * 4)
 
-    def _per_person(self, distances: np.ndarray, ids: np.ndarray, k: int) -> list[Match]:
-        best: dict[int, Match] = {}
-        for squared, face_id in zip(distances.tolist(), ids.tolist(), strict=True):
-            if face_id < 0:
-                continue
-            person_id = self._person_of_face[face_id]
-            if person_id not in best:
-                distance = float(np.sqrt(max(squared, 0.0)))  # faiss gives squared L2
-                best[person_id] = Match(face_id=face_id, person_id=person_id, distance=distance)
-                if len(best) == k:
-                    break
-        return list(best.values())
+    def _per_person(self, distances: np.ndarray, rows: np.ndarray, k: int) -> list[Match]:
+        found = rows >= 0
+        rows, distances = rows[found], distances[found]
+        persons = self.person_ids[rows]
+        # np.unique keeps each person's first (nearest) occurrence; then restore distance order.
+        _, first = np.unique(persons, return_index=True)
+        first.sort()
+        first = first[:k]
+        return [
+            Match(face_id=int(self.face_ids[rows[i]]), person_id=int(persons[i]),
+                  distance=float(np.sqrt(max(float(distances[i]), 0.0))))
+            for i in first
+        ]

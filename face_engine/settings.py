@@ -39,6 +39,8 @@ class EngineSettings:
     detection_upsample: int = 1
     max_batch_size: int = 64
     decode_workers: int = 2
+    index_exact_max: int = 100_000
+    index_nprobe: int = 24
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EngineSettings:
@@ -57,6 +59,8 @@ class EngineSettings:
             detection_upsample=_int(env, "FACE_DETECTION_UPSAMPLE", cls.detection_upsample),
             max_batch_size=_int(env, "FACE_ENGINE_MAX_BATCH_SIZE", cls.max_batch_size),
             decode_workers=_int(env, "FACE_ENGINE_DECODE_WORKERS", cls.decode_workers),
+            index_exact_max=_int(env, "FACE_INDEX_EXACT_MAX", cls.index_exact_max),
+            index_nprobe=_int(env, "FACE_INDEX_NPROBE", cls.index_nprobe),
         )
         if not 0 < settings.match_threshold <= 2:
             raise ValueError("FACE_MATCH_THRESHOLD must be in (0, 2]")
@@ -69,6 +73,7 @@ class EngineSettings:
             ("MAX_IMAGE_PIXELS", settings.max_image_pixels),
             ("FACE_ENGINE_MAX_BATCH_SIZE", settings.max_batch_size),
             ("FACE_ENGINE_DECODE_WORKERS", settings.decode_workers),
+            ("FACE_INDEX_NPROBE", settings.index_nprobe),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from django.conf import settings
 
 from face_engine.index import GalleryIndex
 from face_engine.types import EMBEDDING_DIM
@@ -27,8 +28,9 @@ def load_index() -> GalleryIndex:
     memberships: dict[int, list[int]] = {}
     for person_id, gallery_id in Person.galleries.through.objects.values_list("person_id", "gallery_id"):
         memberships.setdefault(person_id, []).append(gallery_id)
+    engine = settings.FACE_ENGINE
     return GalleryIndex(np.asarray(face_ids, dtype=np.int64), np.asarray(person_ids, dtype=np.int64),
-                        vectors, memberships)
+                        vectors, memberships, exact_max=engine.index_exact_max, nprobe=engine.index_nprobe)
 
 
 class IndexCache:

@@ -191,3 +191,39 @@ def test_no_queries(gallery):
 def test_mismatched_lengths(face_ids, person_ids, rows):
     with pytest.raises(ValueError, match="same length"):
         GalleryIndex(face_ids, person_ids, unit_vectors(np.random.default_rng(0), rows))
+
+
+def clustered(rng: np.random.Generator, people: int, faces: int, spread: float = 0.03):
+    """Synthetic gallery shaped like face embeddings: a few faces ~0.35 apart around each person."""
+    centres = unit_vectors(rng, people)
+    vectors = np.repeat(centres, faces, axis=0) + rng.normal(
+        scale=spread, size=(people * faces, EMBEDDING_DIM)).astype(np.float32)
+    person_ids = np.repeat(np.arange(people, dtype=np.int64), faces)
+    return centres, vectors.astype(np.float32), person_ids
+
+
+def test_above_exact_max_an_ivf_index_keeps_recall():
+    rng = np.random.default_rng(7)
+    centres, vectors, person_ids = clustered(rng, people=4000, faces=5)
+    face_ids = np.arange(10_000, 10_000 + len(vectors), dtype=np.int64)
+    ann = GalleryIndex(face_ids, person_ids, vectors, exact_max=1000)
+    exact = GalleryIndex(face_ids, person_ids, vectors)
+    assert not ann.exact and exact.exact and len(ann) == len(exact) == 20_000
+    queries = (centres[:300] + rng.normal(scale=0.03, size=(300, EMBEDDING_DIM))).astype(np.float32)
+    got = ann.search(queries, 1)
+    want = exact.search(queries, 1)
+    recall = np.mean([g[0].face_id == w[0].face_id for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.97
+    assert all(g[0].distance == pytest.approx(w[0].distance, abs=1e-4)
+               for g, w in zip(got, want, strict=True) if g[0].face_id == w[0].face_id)
+
+
+def test_ivf_index_filters_by_gallery():
+    rng = np.random.default_rng(8)
+    centres, vectors, person_ids = clustered(rng, people=600, faces=4)
+    members = {p: [1] for p in range(0, 600, 3)}
+    index = GalleryIndex(np.arange(len(vectors)), person_ids, vectors, members, exact_max=500)
+    assert not index.exact and index.gallery_size(1) == 200 * 4
+    results = index.search(centres[:30], 3, gallery_id=1)
+    assert all(m.person_id % 3 == 0 for matches in results for m in matches)
+    assert all(len(matches) == 3 for matches in results)
