@@ -28,7 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy face_engine --exclude face_engine/port
+	$(BIN)/mypy face_engine
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -34,17 +34,18 @@ def build_faiss_index(vectors: npt.NDArray[np.float32], *, exact_max: int = DEFA
                       nprobe: int = DEFAULT_NPROBE) -> faiss.Index:
     """A flat index up to ``exact_max`` vectors, else a trained IVF-Flat index."""
     count = len(vectors)
+    index: faiss.Index
     if count <= exact_max:
         index = faiss.IndexFlatL2(EMBEDDING_DIM)
     else:
         # √n cells of ~√n vectors: k-means on 39 points a cell trains a million in seconds.
         cells = int(min(16384, max(16, math.sqrt(count))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(EMBEDDING_DIM), EMBEDDING_DIM, cells)
-        index.cp.niter = 10
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(EMBEDDING_DIM), EMBEDDING_DIM, cells)
+        ivf.cp.niter = 10
         rng = np.random.default_rng(0)
-        sample = vectors[rng.choice(count, size=min(count, cells * 39), replace=False)]
-        index.train(sample)
-        index.nprobe = min(nprobe, cells)
+        ivf.train(vectors[rng.choice(count, size=min(count, cells * 39), replace=False)])
+        ivf.nprobe = min(nprobe, cells)
+        index = ivf
     if count:
         index.add(vectors)
     return index
@@ -96,8 +97,11 @@ class GalleryIndex:
         if gallery_id is None:
             return len(self), None
         rows = self._gallery_rows.get(gallery_id, np.zeros(0, dtype=np.int64))
-        params = faiss.SearchParameters() if self.exact else faiss.SearchParametersIVF()
-        if not self.exact:
+        params: faiss.SearchParameters
+        if self.exact:
+            params = faiss.SearchParameters()
+        else:
+            params = faiss.SearchParametersIVF()
             params.nprobe = self._nprobe
         params.sel = faiss.IDSelectorBatch(rows)
         return len(rows), params
