@@ -32,14 +32,10 @@ def _as_rgb(image: RGBImage) -> RGBImage:
 class FacePipeline:
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
-        self.detector = Detector(
-            settings.detector,
-            max_side=settings.detection_max_side,
-            upsample=settings.detection_upsample,
-        )
+        self.detector = Detector(settings)
         self.landmarks = LandmarkModel()
         self.aligner = Aligner()
-        self.embedder = Embedder(max_batch_size=settings.max_batch_size)
+        self.embedder = Embedder(settings)
         self._decode_pool = ThreadPoolExecutor(
             max_workers=max(1, settings.decode_workers), thread_name_prefix="face-decode"
         )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from face_engine.types import DetectorKind
+from face_engine.types import DetectorKind, Device, Precision, Runtime
+
+EnumT = TypeVar("EnumT", bound=enum.StrEnum)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -29,14 +33,30 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _choice(env: Mapping[str, str], name: str, kind: type[EnumT], default: EnumT) -> EnumT:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        allowed = ", ".join(repr(k.value) for k in kind)
+        raise ValueError(f"{name} must be one of {allowed}, got {raw!r}") from exc
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     detector: DetectorKind = DetectorKind.HOG
+    runtime: Runtime = Runtime.AUTO
+    device: Device = Device.AUTO
+    precision: Precision = Precision.FP32
+    data_dir: str = ""  # converted networks; empty: FACE_ENGINE_DATA_DIR's default in port.convert
+    threads: int = 0  # CPU threads for ONNX Runtime / torch; 0: all cores
     match_threshold: float = 0.6
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
-    detection_max_side: int = 1024
-    detection_upsample: int = 1
+    min_face_size: int = 40
+    detection_max_side: int = 2048
     max_batch_size: int = 64
     decode_workers: int = 2
     index_exact_max: int = 100_000
@@ -45,18 +65,18 @@ class EngineSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EngineSettings:
         env = os.environ if env is None else env
-        detector_raw = env.get("FACE_DETECTION_MODEL", "hog").strip().lower() or "hog"
-        try:
-            detector = DetectorKind(detector_raw)
-        except ValueError as exc:
-            raise ValueError(f"FACE_DETECTION_MODEL must be 'hog' or 'cnn', got {detector_raw!r}") from exc
         settings = cls(
-            detector=detector,
+            detector=_choice(env, "FACE_DETECTION_MODEL", DetectorKind, cls.detector),
+            runtime=_choice(env, "FACE_ENGINE_RUNTIME", Runtime, cls.runtime),
+            device=_choice(env, "FACE_ENGINE_DEVICE", Device, cls.device),
+            precision=_choice(env, "FACE_ENGINE_PRECISION", Precision, cls.precision),
+            data_dir=env.get("FACE_ENGINE_DATA_DIR", cls.data_dir),
+            threads=_int(env, "FACE_ENGINE_THREADS", cls.threads),
             match_threshold=_float(env, "FACE_MATCH_THRESHOLD", cls.match_threshold),
             max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            min_face_size=_int(env, "FACE_MIN_SIZE", cls.min_face_size),
             detection_max_side=_int(env, "FACE_DETECTION_MAX_SIDE", cls.detection_max_side),
-            detection_upsample=_int(env, "FACE_DETECTION_UPSAMPLE", cls.detection_upsample),
             max_batch_size=_int(env, "FACE_ENGINE_MAX_BATCH_SIZE", cls.max_batch_size),
             decode_workers=_int(env, "FACE_ENGINE_DECODE_WORKERS", cls.decode_workers),
             index_exact_max=_int(env, "FACE_INDEX_EXACT_MAX", cls.index_exact_max),
@@ -66,8 +86,10 @@ class EngineSettings:
             raise ValueError("FACE_MATCH_THRESHOLD must be in (0, 2]")
         if settings.detection_max_side < 64:
             raise ValueError("FACE_DETECTION_MAX_SIDE must be at least 64")
-        if not 0 <= settings.detection_upsample <= 3:
-            raise ValueError("FACE_DETECTION_UPSAMPLE must be between 0 and 3")
+        if not 8 <= settings.min_face_size <= 4096:
+            raise ValueError("FACE_MIN_SIZE must be between 8 and 4096 pixels")
+        if settings.threads < 0:
+            raise ValueError("FACE_ENGINE_THREADS must be 0 (all cores) or more")
         for name, value in (
             ("MAX_UPLOAD_BYTES", settings.max_upload_bytes),
             ("MAX_IMAGE_PIXELS", settings.max_image_pixels),

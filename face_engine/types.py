@@ -21,6 +21,26 @@ RGBImage = npt.NDArray[np.uint8]
 class DetectorKind(enum.StrEnum):
     HOG = "hog"
     CNN = "cnn"
+    HOG_CNN = "hog+cnn"  # HOG; the CNN only for images where HOG finds no face
+
+
+class Runtime(enum.StrEnum):
+    AUTO = "auto"  # torch on CUDA when a GPU is there, else ONNX Runtime on the CPU
+    ONNX = "onnx"
+    TORCH = "torch"
+    DLIB = "dlib"  # the reference runtime: dlib's own C++ networks
+
+
+class Device(enum.StrEnum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Precision(enum.StrEnum):
+    FP32 = "fp32"
+    TF32 = "tf32"  # CUDA only
+    FP16 = "fp16"  # CUDA only
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 from face_engine.weights import MMOD_DETECTOR, RESNET, weight_path
 
 if TYPE_CHECKING:  # the runtimes stay optional: imported lazily inside the functions
-    from face_engine.port.detector import Detector
+    from face_engine.port.detector import Detector, DetectorConfig
     from face_engine.port.mmod import MMODNet
     from face_engine.port.resnet import FaceResNet
 
@@ -237,6 +237,13 @@ def load_detector(data_dir: str | Path | None = None, *, backend: str = "torch")
     else:
         raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
     return Detector(runner, DetectorConfig.from_json(spec["config"]))
+
+
+def detector_config(data_dir: str | Path | None = None) -> DetectorConfig:
+    """Pyramid and decoding parameters of the detector, to wrap around any network runner."""
+    from face_engine.port.detector import DetectorConfig
+
+    return DetectorConfig.from_json(ensure_converted(MMOD_DETECTOR, data_dir)[1]["config"])
 
 
 def detector_onnx_path(data_dir: str | Path | None = None) -> Path:

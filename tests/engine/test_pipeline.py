@@ -87,9 +87,11 @@ def test_faces_are_sorted_largest_first(analysed):
     for result in analysed.values():
         areas = [face.box.area for face in result.faces]
         assert areas == sorted(areas, reverse=True)
-    # Not merely detector order: in this photo the second largest face scores lowest.
-    scores = [face.score for face in analysed["obama_and_biden"].faces]
-    assert scores != sorted(scores, reverse=True)
+    # Not merely detector order: in some photo a smaller face scores higher than a larger one.
+    assert any(
+        [f.score for f in result.faces] != sorted((f.score for f in result.faces), reverse=True)
+        for result in analysed.values()
+    )
 
 
 def test_result_reports_the_original_image_size(analysed):
@@ -106,7 +108,7 @@ def test_boxes_lie_within_their_image(analysed):
 
 def test_box_of_a_downscaled_detection_is_in_original_pixels(analysed):
     """obama3 is detected at 1024 px (factor ≈ 2.28); detecting at full size finds the same box."""
-    full_size = FacePipeline(EngineSettings(detection_max_side=4000, detection_upsample=0))
+    full_size = FacePipeline(EngineSettings(detection_max_side=4000, min_face_size=80))
     image = full_size.decode(photo("obama3"))
     [reference] = full_size.detector.predict(image)
     [face] = analysed["obama3"].faces
@@ -214,7 +216,7 @@ def test_empty_batch(engine):
 @pytest.fixture(scope="module")
 def cnn_engine() -> FacePipeline:
     # No upsampling: the CNN on CPU takes ~4 s per image with it, under 1 s without.
-    return FacePipeline(EngineSettings(detector=DetectorKind.CNN, detection_max_side=480, detection_upsample=0))
+    return FacePipeline(EngineSettings(detector=DetectorKind.CNN, detection_max_side=480, min_face_size=80))
 
 
 def test_cnn_detector_finds_the_face(cnn_engine, analysed):

@@ -1,0 +1,31 @@
+"""Which runtime and device the networks run on, from the settings and the machine."""
+
+from __future__ import annotations
+
+from face_engine.settings import EngineSettings
+from face_engine.types import Device, Runtime
+
+
+def _cuda_available() -> bool:
+    try:
+        from face_engine.sessions.torch_session import cuda_available
+    except ImportError:  # torch not installed: ONNX Runtime or dlib only
+        return False
+    return cuda_available()
+
+
+def resolve(settings: EngineSettings) -> tuple[Runtime, str]:
+    """(runtime, device): `auto` means torch on CUDA when a GPU is present, else ONNX on the CPU."""
+    runtime, device = settings.runtime, settings.device
+    if runtime is Runtime.DLIB:
+        return Runtime.DLIB, "cpu"
+    if runtime is Runtime.ONNX:
+        if device is Device.CUDA:
+            raise ValueError("FACE_ENGINE_RUNTIME=onnx runs on the CPU; use torch (or auto) for CUDA")
+        return Runtime.ONNX, "cpu"
+    cuda = device is not Device.CPU and _cuda_available()
+    if device is Device.CUDA and not cuda:
+        raise RuntimeError("FACE_ENGINE_DEVICE=cuda but no CUDA device is available")
+    if runtime is Runtime.TORCH:
+        return Runtime.TORCH, "cuda" if cuda else "cpu"
+    return (Runtime.TORCH, "cuda") if cuda else (Runtime.ONNX, "cpu")
