@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,8 +38,10 @@ class FacePipeline:
         self.landmarks = LandmarkModel()
         self.aligner = Aligner()
         self.embedder = Embedder(settings)
-        self._decode_pool = ThreadPoolExecutor(
-            max_workers=max(1, settings.decode_workers), thread_name_prefix="face-decode"
+        # Decoding, detection and alignment of the images of a batch overlap on these threads
+        # (dlib releases the GIL); the network then embeds every face of the batch at once.
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.workers or os.cpu_count() or 1, thread_name_prefix="face-cpu"
         )
 
     @property
@@ -62,70 +66,64 @@ class FacePipeline:
         )
 
     def analyze_bytes(self, blobs: Sequence[bytes]) -> list[ImageFaces | ImageError]:
-        """Decode (in a small thread pool) and analyse many images; a bad one fails alone."""
+        """Decode, detect and align many images on the worker pool, then embed all their faces in
+        one call; a bad image fails alone."""
+        return self._run(list(blobs), self._decode_and_prepare)
 
-        def timed_decode(data: bytes) -> tuple[RGBImage | ImageError, float]:
-            start = time.perf_counter()
-            try:
-                return self.decode(data), _ms(start)
-            except ImageError as exc:
-                return exc, _ms(start)
+    def analyze(self, images: Sequence[RGBImage]) -> list[ImageFaces]:
+        """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays."""
+        checked = [_as_rgb(image) for image in images]
+        return self._run(checked, self._prepare)  # type: ignore[return-value]
 
-        decoded = list(self._decode_pool.map(timed_decode, blobs))
-        good = [(i, img, ms) for i, (img, ms) in enumerate(decoded) if not isinstance(img, ImageError)]
-        analysed = self.analyze([img for _, img, _ in good], decode_ms=[ms for _, _, ms in good])
-        results: list[ImageFaces | ImageError] = [
-            img if isinstance(img, ImageError) else None  # type: ignore[misc]
-            for img, _ in decoded
-        ]
-        for (index, _, _), faces in zip(good, analysed, strict=True):
-            results[index] = faces
-        return results
-
-    def analyze(
-        self, images: Sequence[RGBImage], *, decode_ms: Sequence[float] | None = None
-    ) -> list[ImageFaces]:
-        """Detect and align per image, then embed every face of the batch in one call."""
+    def _run(self, items: list[Any], prepare: Any) -> list[ImageFaces | ImageError]:
         self.load()
-        images = [_as_rgb(image) for image in images]
-        per_image: list[tuple[list[Detection], list[Any], dict[str, float]]] = []
-        chips: list[RGBImage] = []
-        for index, image in enumerate(images):
-            timings = {"decode": decode_ms[index] if decode_ms else 0.0}
-            start = time.perf_counter()
-            detections = self.detector.predict(image)
-            timings["detect"] = _ms(start)
-            start = time.perf_counter()
-            shapes = [self.landmarks.predict(image, d.box) for d in detections]
-            image_chips = [self.aligner.predict(image, s) for s in shapes]
-            timings["landmarks"] = _ms(start)
-            chips.extend(image_chips)
-            per_image.append((detections, shapes, timings))
-
+        prepared = list(self._pool.map(prepare, items))
+        chips = [chip for p in prepared if isinstance(p, _Prepared) for chip in p.chips]
         start = time.perf_counter()
-        embeddings = self.embedder.predict(chips)
+        embeddings = iter(self.embedder.predict(chips))
         embed_ms_per_face = _ms(start) / len(chips) if chips else 0.0
-
-        results: list[ImageFaces] = []
-        cursor = 0
-        for image, (detections, shapes, timings) in zip(images, per_image, strict=True):
-            faces = []
-            for detection, shape in zip(detections, shapes, strict=True):
-                faces.append(
-                    Face(
-                        box=detection.box,
-                        score=detection.score,
-                        landmarks=self.landmarks.points(shape),
-                        chip=chips[cursor],
-                        embedding=embeddings[cursor],
-                    )
-                )
-                cursor += 1
-            timings["embed"] = embed_ms_per_face * len(faces)
+        results: list[ImageFaces | ImageError] = []
+        for item in prepared:
+            if isinstance(item, ImageError):
+                results.append(item)
+                continue
+            faces = [
+                Face(box=d.box, score=d.score, landmarks=points, chip=chip, embedding=next(embeddings))
+                for d, points, chip in zip(item.detections, item.points, item.chips, strict=True)
+            ]
             faces.sort(key=lambda f: f.box.area, reverse=True)
-            results.append(
-                ImageFaces(
-                    width=image.shape[1], height=image.shape[0], faces=tuple(faces), timings_ms=timings
-                )
-            )
+            item.timings["embed"] = embed_ms_per_face * len(faces)
+            results.append(ImageFaces(width=item.width, height=item.height, faces=tuple(faces),
+                                      timings_ms=item.timings))
         return results
+
+    def _decode_and_prepare(self, data: bytes) -> _Prepared | ImageError:
+        start = time.perf_counter()
+        try:
+            image = self.decode(data)
+        except ImageError as exc:
+            return exc
+        return self._prepare(image, decode_ms=_ms(start))
+
+    def _prepare(self, image: RGBImage, decode_ms: float = 0.0) -> _Prepared:
+        """Detect, then landmarks and the aligned chip of each face: the per-image CPU work."""
+        timings = {"decode": decode_ms}
+        start = time.perf_counter()
+        detections = self.detector.predict(image)
+        timings["detect"] = _ms(start)
+        start = time.perf_counter()
+        shapes = [self.landmarks.predict(image, d.box) for d in detections]
+        points = [self.landmarks.points(shape) for shape in shapes]
+        chips = [self.aligner.predict(image, shape) for shape in shapes]
+        timings["landmarks"] = _ms(start)
+        return _Prepared(image.shape[1], image.shape[0], detections, points, chips, timings)
+
+
+@dataclass
+class _Prepared:
+    width: int
+    height: int
+    detections: list[Detection]
+    points: list[tuple[tuple[float, float], ...]]
+    chips: list[RGBImage]
+    timings: dict[str, float]

@@ -58,7 +58,7 @@ class EngineSettings:
     min_face_size: int = 40
     detection_max_side: int = 2048
     max_batch_size: int = 64
-    decode_workers: int = 2
+    workers: int = 0  # threads decoding, detecting and aligning a batch; 0: one per core
     index_exact_max: int = 100_000
     index_nprobe: int = 24
 
@@ -78,7 +78,7 @@ class EngineSettings:
             min_face_size=_int(env, "FACE_MIN_SIZE", cls.min_face_size),
             detection_max_side=_int(env, "FACE_DETECTION_MAX_SIDE", cls.detection_max_side),
             max_batch_size=_int(env, "FACE_ENGINE_MAX_BATCH_SIZE", cls.max_batch_size),
-            decode_workers=_int(env, "FACE_ENGINE_DECODE_WORKERS", cls.decode_workers),
+            workers=_int(env, "FACE_ENGINE_WORKERS", cls.workers),
             index_exact_max=_int(env, "FACE_INDEX_EXACT_MAX", cls.index_exact_max),
             index_nprobe=_int(env, "FACE_INDEX_NPROBE", cls.index_nprobe),
         )
@@ -88,13 +88,13 @@ class EngineSettings:
             raise ValueError("FACE_DETECTION_MAX_SIDE must be at least 64")
         if not 8 <= settings.min_face_size <= 4096:
             raise ValueError("FACE_MIN_SIZE must be between 8 and 4096 pixels")
-        if settings.threads < 0:
-            raise ValueError("FACE_ENGINE_THREADS must be 0 (all cores) or more")
+        for name, value in (("FACE_ENGINE_THREADS", settings.threads), ("FACE_ENGINE_WORKERS", settings.workers)):
+            if value < 0:
+                raise ValueError(f"{name} must be 0 (one per core) or more")
         for name, value in (
             ("MAX_UPLOAD_BYTES", settings.max_upload_bytes),
             ("MAX_IMAGE_PIXELS", settings.max_image_pixels),
             ("FACE_ENGINE_MAX_BATCH_SIZE", settings.max_batch_size),
-            ("FACE_ENGINE_DECODE_WORKERS", settings.decode_workers),
             ("FACE_INDEX_NPROBE", settings.index_nprobe),
         ):
             if value < 1:

@@ -1,8 +1,9 @@
 """dlib runtime: HOG and MMOD-CNN detectors, 5-point shape predictor, face chips, ResNet.
 
 dlib's model objects keep scratch buffers and are not safe to call from two threads at once (a
-concurrent call crashes the process), so each session serialises its calls with its own lock;
-different models still run in parallel.
+concurrent call crashes the process). The small ones (HOG detector, shape predictor) get one
+instance per thread, so a batch's images are detected in parallel (dlib releases the GIL); the
+big networks serialise their calls with a lock.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ def _rect(box: BoundingBox) -> dlib.rectangle:
 
 class HogDetectorSession:
     def __init__(self) -> None:
-        self._detector = dlib.get_frontal_face_detector()
-        self._lock = threading.Lock()
+        self._local = threading.local()
 
     def detect(self, image: RGBImage, upsample: int) -> list[Detection]:
-        with self._lock:
-            rects, scores, _ = self._detector.run(image, upsample, 0.0)
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = dlib.get_frontal_face_detector()
+        rects, scores, _ = detector.run(image, upsample, 0.0)
         return [Detection(_box(r), float(s)) for r, s in zip(rects, scores, strict=True)]
 
 
@@ -55,12 +57,15 @@ class CnnDetectorSession:
 
 class LandmarkSession:
     def __init__(self) -> None:
-        self._predictor = dlib.shape_predictor(str(weight_path(LANDMARKS_5)))
-        self._lock = threading.Lock()
+        self._path = str(weight_path(LANDMARKS_5))
+        self._local = threading.local()
+        self._local.predictor = dlib.shape_predictor(self._path)  # fail early if unreadable
 
     def predict(self, image: RGBImage, box: BoundingBox) -> dlib.full_object_detection:
-        with self._lock:
-            return self._predictor(image, _rect(box))
+        predictor = getattr(self._local, "predictor", None)
+        if predictor is None:
+            predictor = self._local.predictor = dlib.shape_predictor(self._path)
+        return predictor(image, _rect(box))
 
     @staticmethod
     def points(shape: dlib.full_object_detection) -> tuple[tuple[float, float], ...]:

@@ -292,7 +292,7 @@ def test_confidence_curve(threshold):
 
 
 @pytest.mark.parametrize("name", ["MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "FACE_ENGINE_MAX_BATCH_SIZE",
-                                  "FACE_ENGINE_DECODE_WORKERS"])
+                                  "FACE_MIN_SIZE"])
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_sizes_must_be_positive(name, value):
     with pytest.raises(ValueError, match=name):
