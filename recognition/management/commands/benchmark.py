@@ -1,4 +1,6 @@
-"""manage.py benchmark [DIR ...]: the engine benchmark (python -m face_engine.bench) from Django."""
+"""manage.py benchmark [DIR ...] [options]: the engine benchmark (python -m face_engine.bench)."""
+
+import argparse
 
 from django.core.management.base import BaseCommand
 
@@ -7,10 +9,9 @@ class Command(BaseCommand):
     help = "Fast pipeline vs the dlib reference on the same photos: per-stage figures and ratios."
 
     def add_arguments(self, parser):
-        parser.add_argument("args", nargs="*", help="arguments of python -m face_engine.bench")
+        parser.add_argument("args", nargs=argparse.REMAINDER, help="see python -m face_engine.bench --help")
 
-    def run_from_argv(self, argv):
-        # Hand everything after the command name to the engine's own parser (--help included).
+    def handle(self, *args, **options):
         from face_engine.bench.pipeline import main
 
-        main(argv[2:])
+        main(list(args))
