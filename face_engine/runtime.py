@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from face_engine.settings import EngineSettings
 from face_engine.types import Device, Runtime
 
@@ -29,3 +31,26 @@ def resolve(settings: EngineSettings) -> tuple[Runtime, str]:
     if runtime is Runtime.TORCH:
         return Runtime.TORCH, "cuda" if cuda else "cpu"
     return (Runtime.TORCH, "cuda") if cuda else (Runtime.ONNX, "cpu")
+
+
+def network_session(settings: EngineSettings, network: Literal["resnet", "mmod"]) -> Any:
+    """A session running one of dlib's networks on the resolved runtime.
+
+    ResNet sessions have ``embed(chips)``, MMOD sessions ``detect(image, upsample)``; each runtime
+    is imported only here, when first needed.
+    """
+    runtime, device = resolve(settings)
+    if runtime is Runtime.DLIB:
+        from face_engine.sessions import dlib_session
+
+        return dlib_session.ResNetSession() if network == "resnet" else dlib_session.CnnDetectorSession()
+    if runtime is Runtime.ONNX:
+        from face_engine.sessions import onnx_session
+
+        onnx_kind = onnx_session.OnnxResNetSession if network == "resnet" else onnx_session.OnnxMmodSession
+        return onnx_kind(data_dir=settings.data_dir, threads=settings.threads)
+    from face_engine.sessions import torch_session
+
+    torch_kind = torch_session.TorchResNetSession if network == "resnet" else torch_session.TorchMmodSession
+    return torch_kind(data_dir=settings.data_dir, device=device, precision=settings.precision,
+                      threads=settings.threads)

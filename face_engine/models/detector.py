@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 
 from face_engine.models.base import Model
-from face_engine.runtime import resolve
+from face_engine.runtime import network_session
 from face_engine.settings import EngineSettings
-from face_engine.types import Detection, DetectorKind, RGBImage, Runtime
+from face_engine.types import Detection, DetectorKind, RGBImage
 
 WINDOW = 80  # both dlib detectors (HOG and MMOD CNN) scan an 80×80 window
 # Below this the CNN's strided convolutions have nothing to convolve and dlib's HOG finds nothing.
@@ -60,23 +60,9 @@ class Detector(Model[_Sessions]):
 
             hog = HogDetectorSession()
         if self.kind in (DetectorKind.CNN, DetectorKind.HOG_CNN):
-            cnn = self._cnn_session()
+            cnn = network_session(self.settings, "mmod")
         return _Sessions(hog, cnn)
 
-    def _cnn_session(self) -> Any:
-        runtime, device = resolve(self.settings)
-        s = self.settings
-        if runtime is Runtime.DLIB:
-            from face_engine.sessions.dlib_session import CnnDetectorSession
-
-            return CnnDetectorSession()
-        if runtime is Runtime.ONNX:
-            from face_engine.sessions.onnx_session import OnnxMmodSession
-
-            return OnnxMmodSession(data_dir=s.data_dir, threads=s.threads)
-        from face_engine.sessions.torch_session import TorchMmodSession
-
-        return TorchMmodSession(data_dir=s.data_dir, device=device, precision=s.precision, threads=s.threads)
 
     def predict(self, image: RGBImage) -> list[Detection]:
         """Every face in ``image``, boxes in its own pixels, highest score first."""

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from face_engine.models.base import Model
-from face_engine.runtime import resolve
+from face_engine.runtime import network_session
 from face_engine.settings import EngineSettings
-from face_engine.types import Embedding, RGBImage, Runtime
+from face_engine.types import Embedding, RGBImage
 
 
 class Embedder(Model[Any]):
@@ -20,19 +20,7 @@ class Embedder(Model[Any]):
         self.max_batch_size = settings.max_batch_size
 
     def _create_session(self) -> Any:
-        runtime, device = resolve(self.settings)
-        s = self.settings
-        if runtime is Runtime.DLIB:
-            from face_engine.sessions.dlib_session import ResNetSession
-
-            return ResNetSession()
-        if runtime is Runtime.ONNX:
-            from face_engine.sessions.onnx_session import OnnxResNetSession
-
-            return OnnxResNetSession(data_dir=s.data_dir, threads=s.threads)
-        from face_engine.sessions.torch_session import TorchResNetSession
-
-        return TorchResNetSession(data_dir=s.data_dir, device=device, precision=s.precision, threads=s.threads)
+        return network_session(self.settings, "resnet")
 
     def predict(self, chips: Sequence[RGBImage]) -> list[Embedding]:
         session = self.load()
