@@ -46,8 +46,11 @@ class FacePipeline:
 
     @property
     def model_id(self) -> str:
-        """Identifies the embedding space: faces encoded under another id must be re-encoded."""
-        return f"{self.embedder.name}/{self.landmarks.name}/{self.detector.name}"
+        """Identifies the embedding space: faces encoded under another id must be re-encoded.
+
+        The detector and the runtime are not part of it: they move where a face is found (and
+        the ported runtimes equal dlib to 1e-6), not what its embedding means."""
+        return f"{self.embedder.name}/{self.landmarks.name}"
 
     @property
     def loaded(self) -> bool:

@@ -46,7 +46,7 @@ def _choice(env: Mapping[str, str], name: str, kind: type[EnumT], default: EnumT
 
 @dataclass(frozen=True)
 class EngineSettings:
-    detector: DetectorKind = DetectorKind.HOG
+    detector: DetectorKind = DetectorKind.HOG_CNN  # chosen by LFW accuracy: docs/performance.md
     runtime: Runtime = Runtime.AUTO
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32

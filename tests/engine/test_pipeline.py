@@ -221,7 +221,8 @@ def cnn_engine() -> FacePipeline:
 
 def test_cnn_detector_finds_the_face(cnn_engine, analysed):
     [result] = cnn_engine.analyze_bytes([photo("obama_small")])
-    assert "dlib-cnn" in cnn_engine.model_id
+    assert cnn_engine.detector.name == "dlib-cnn"
+    assert cnn_engine.model_id == "dlib-resnet-v1/dlib-shape-predictor-5"  # same embedding space
     assert len(result.faces) == 1
     assert iou(result.faces[0].box, analysed["obama_small"].largest.box) > 0.5
     assert distance(result.faces[0].embedding, analysed["obama_small"].largest.embedding) < 0.6

@@ -23,19 +23,6 @@ from face_engine.weights import MMOD_DETECTOR, RESNET, weight_path  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def port_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "facerec-port-cache"
-
-
 @pytest.fixture(scope="module")
 def chips() -> np.ndarray:
     return np.random.default_rng(3).integers(0, 256, size=(5, 150, 150, 3), dtype=np.uint8)

@@ -44,19 +44,6 @@ def load(photo: str, long_side: int) -> np.ndarray:
     return np.asarray(image)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def port_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "facerec-port-cache"
-
-
 @pytest.fixture(scope="module")
 def dlib_detector():
     return dlib.cnn_face_detection_model_v1(str(weight_path(MMOD_DETECTOR)))

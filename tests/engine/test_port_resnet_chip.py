@@ -36,20 +36,6 @@ class Face:
     landmarks: np.ndarray  # 5×2 (x, y)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)  # the test machine is small and shared
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def port_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One conversion cache for the whole session (the other port test modules share it)."""
-    return tmp_path_factory.getbasetemp() / "facerec-port-cache"
-
-
 @pytest.fixture(scope="module")
 def facerec():
     return dlib.face_recognition_model_v1(str(weight_path(RESNET)))

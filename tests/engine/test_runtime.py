@@ -67,6 +67,6 @@ def test_hog_with_cnn_fallback_finds_what_hog_misses():
     tilted = Image.open(DATA / "misc" / "obama_partial_face2.jpg").convert("RGB")
     image = np.asarray(tilted.rotate(45, expand=True, fillcolor=(128, 128, 128)))
     settings = dict(min_face_size=80, detection_max_side=640)
-    hog = FacePipeline(EngineSettings(**settings)).analyze([image])[0]
+    hog = FacePipeline(EngineSettings(detector=DetectorKind.HOG, **settings)).analyze([image])[0]
     both = FacePipeline(EngineSettings(detector=DetectorKind.HOG_CNN, **settings)).analyze([image])[0]
     assert len(hog.faces) == 0 and len(both.faces) == 1
