@@ -15,9 +15,10 @@ from face_engine.decode import decode_image
 from face_engine.models.aligner import Aligner
 from face_engine.models.detector import Detector
 from face_engine.models.embedder import Embedder
+from face_engine.models.jitter import jitter_chips
 from face_engine.models.landmarks import LandmarkModel
 from face_engine.settings import EngineSettings
-from face_engine.types import Detection, Face, ImageError, ImageFaces, RGBImage
+from face_engine.types import Detection, Embedding, Face, ImageError, ImageFaces, RGBImage
 
 
 def _ms(start: float) -> float:
@@ -99,6 +100,16 @@ class FacePipeline:
             results.append(ImageFaces(width=item.width, height=item.height, faces=tuple(faces),
                                       timings_ms=item.timings))
         return results
+
+    def enrol_embedding(self, face: Face) -> Embedding:
+        """The embedding to enrol ``face`` with: the mean over ``enrol_jitters`` jittered copies of
+        its chip (dlib's num_jitters; deterministic here), the plain embedding when 1."""
+        count = self.settings.enrol_jitters
+        if count <= 1:
+            return face.embedding
+        vectors = self.embedder.predict(jitter_chips(face.chip, count))
+        mean: Embedding = np.mean(np.stack(vectors), axis=0).astype(np.float32)
+        return mean
 
     def _decode_and_prepare(self, data: bytes) -> _Prepared | ImageError:
         start = time.perf_counter()

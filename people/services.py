@@ -133,7 +133,7 @@ def _apply_result(face: Face, result: ImageFaces | ImageError, *, largest: bool)
     box = best.box
     face.box_top, face.box_right, face.box_bottom, face.box_left = box.top, box.right, box.bottom, box.left
     face.detection_score = best.score
-    face.embedding = embedding_bytes(best.embedding)
+    face.embedding = embedding_bytes(pipeline().enrol_embedding(best))
     face.model = pipeline().model_id
     face.status = Face.Status.ENCODED
     face.encoded_at = timezone.now()

@@ -298,3 +298,16 @@ def test_confidence_curve(threshold):
 def test_sizes_must_be_positive(name, value):
     with pytest.raises(ValueError, match=name):
         EngineSettings.from_env({name: value})
+
+
+def test_enrolment_embedding_averages_jittered_chips(engine, analysed):
+    from dataclasses import replace
+
+    face = analysed["obama_small"].largest
+    jittered = engine.enrol_embedding(face)
+    assert engine.settings.enrol_jitters == 5
+    assert jittered.dtype == np.float32 and jittered.shape == (EMBEDDING_DIM,)
+    assert 0 < distance(jittered, face.embedding) < 0.2
+    assert np.array_equal(jittered, engine.enrol_embedding(face))  # deterministic: re-encoding is idempotent
+    plain = FacePipeline(replace(engine.settings, enrol_jitters=1))
+    assert np.array_equal(plain.enrol_embedding(face), face.embedding)
