@@ -126,8 +126,7 @@ class FacePipeline:
         detections = self.detector.predict(image)
         timings["detect"] = _ms(start)
         start = time.perf_counter()
-        clipped = self.settings.landmarks_from_clipped_box
-        shapes = [self.landmarks.predict(image, d.box if clipped else d.raw_box or d.box) for d in detections]
+        shapes = [self.landmarks.predict(image, d.box) for d in detections]
         points = [self.landmarks.points(shape) for shape in shapes]
         chips = [self.aligner.predict(image, shape) for shape in shapes]
         timings["landmarks"] = _ms(start)

@@ -84,14 +84,10 @@ class BoundingBox:
 
 @dataclass(frozen=True)
 class Detection:
-    """A detector hit before landmarks: box in original-image pixels and the detector's score.
-
-    ``raw_box`` is the detector's box before clipping to the image (it may stick out); ``None``
-    when it equals ``box``."""
+    """A detector hit before landmarks: box in original-image pixels and the detector's score."""
 
     box: BoundingBox
     score: float
-    raw_box: BoundingBox | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,8 +34,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 DEFAULT_LFW = Path(__file__).resolve().parents[3] / "shared" / "lfw-dev"
 
 REFERENCE = EngineSettings(runtime=Runtime.DLIB, detector=DetectorKind.HOG, min_face_size=40,
-                           detection_max_side=1_000_000,  # 2× everywhere: dlib's upsample=1
-                           landmarks_from_clipped_box=False)
+                           detection_max_side=1_000_000)  # 2× everywhere: dlib's upsample=1
 
 
 @dataclass

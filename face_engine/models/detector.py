@@ -77,9 +77,6 @@ class Detector(Model[_Sessions]):
         if not found and sessions.cnn is not None:
             found = sessions.cnn.detect(work, upsample)
         back = work.shape[1] / width  # exact factor actually applied, after rounding the size
-        detections = []
-        for d in found:
-            raw = d.box.scaled(1 / back)
-            detections.append(Detection(raw.clipped(width, height), d.score, raw_box=raw))
+        detections = [Detection(d.box.scaled(1 / back).clipped(width, height), d.score) for d in found]
         detections = [d for d in detections if d.box.area > 0]
         return sorted(detections, key=lambda d: d.score, reverse=True)
