@@ -61,7 +61,7 @@ class EngineSettings:
     workers: int = 0  # threads decoding, detecting and aligning a batch; 0: one per core
     enrol_jitters: int = 5  # enrolled embedding = mean over this many jittered chips (LFW +0.0036)
     index_exact_max: int = 100_000
-    index_nprobe: int = 24
+    index_nprobe: int = 32
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EngineSettings:

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import error_body
+from core.pagination import PageNumberPagination
 from jobs.services import batch_generate_encodings
 from people import selectors, services
 from people.models import Face, Person
@@ -62,17 +63,9 @@ class PersonListCreateApi(APIView):
             search=request.query_params.get("search", "").strip(),
             gallery=gallery_resolve(request.query_params.get("gallery")),
         )
-        paginator = self.paginator
+        paginator = PageNumberPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
-
-    @property
-    def paginator(self):
-        if not hasattr(self, "_paginator"):
-            from core.pagination import PageNumberPagination
-
-            self._paginator = PageNumberPagination()
-        return self._paginator
 
     @extend_schema(request=PersonInputSerializer, responses={201: PersonOutputSerializer})
     def post(self, request):
