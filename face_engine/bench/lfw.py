@@ -53,17 +53,26 @@ def evaluate(root: Path, embed: EmbedFn, *, threshold: float = 0.6, batch: int =
         chunk = names[start : start + batch]
         for name, vector in zip(chunk, embed([load(root / "images" / n) for n in chunk]), strict=True):
             embeddings[name] = vector
+    return score(pairs, embeddings, embeddings, threshold=threshold)
+
+
+Embeddings = dict[str, Embedding | None]
+GRID = np.round(np.arange(0.30, 0.80, 0.005), 3)  # thresholds searched for the best accuracy
+
+
+def score(pairs: Sequence[tuple[str, str, bool]], left: Embeddings, right: Embeddings,
+          *, threshold: float = 0.6) -> LfwResult:
+    """Pair accuracy with the first image of each pair embedded by ``left``, the second by
+    ``right`` (the same dict when both sides are treated alike)."""
     distances = np.array([
-        np.inf if embeddings[x] is None or embeddings[y] is None
-        else float(np.linalg.norm(embeddings[x] - embeddings[y]))  # type: ignore[operator]
+        np.inf if (a := left[x]) is None or (b := right[y]) is None else float(np.linalg.norm(a - b))
         for x, y, _ in pairs
     ])
     same = np.array([s for _, _, s in pairs])
-    grid = np.round(np.arange(0.30, 0.80, 0.005), 3)
-    scores = [pair_accuracy(distances, same, t) for t in grid]
-    best = int(np.argmax(scores))
+    accuracies = [pair_accuracy(distances, same, t) for t in GRID]
+    best = int(np.argmax(accuracies))
     return LfwResult(
         pairs=len(pairs), accuracy=pair_accuracy(distances, same, threshold),
-        best_threshold=float(grid[best]), best_accuracy=float(scores[best]),
-        images=len(names), images_without_face=sum(v is None for v in embeddings.values()),
+        best_threshold=float(GRID[best]), best_accuracy=float(accuracies[best]),
+        images=len(left), images_without_face=sum(v is None for v in left.values()),
     )

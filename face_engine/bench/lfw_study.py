@@ -31,17 +31,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from face_engine.bench.lfw import LfwResult, pair_accuracy, read_pairs
+from face_engine.bench.lfw import Embeddings, LfwResult, read_pairs, score
 from face_engine.models.detector import Detector
 from face_engine.models.embedder import Embedder
 from face_engine.models.jitter import jitter_chips
 from face_engine.pipeline import FacePipeline
 from face_engine.settings import EngineSettings
-from face_engine.types import BoundingBox, Detection, DetectorKind, Embedding, Face, RGBImage, Runtime
+from face_engine.types import BoundingBox, Detection, DetectorKind, Face, RGBImage, Runtime
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "shared" / "lfw-dev"
-THRESHOLD = 0.6
-GRID = np.round(np.arange(0.30, 0.80, 0.005), 3)  # the threshold grid of face_engine.bench.lfw
 BATCH = 64
 MATCH_IOU = 0.5  # a HOG box and a CNN box of one face, for fitting the mapping
 MAPPING_SOURCE = "cnn80"  # the CNN run the mapping is fitted on (against "hog")
@@ -59,7 +57,6 @@ DETECTORS: dict[str, tuple[DetectorKind, int, bool]] = {
     "hog+cnn-mapped": (DetectorKind.HOG_CNN, 40, True),
 }
 
-Embeddings = dict[str, Embedding | None]
 
 
 @dataclass(frozen=True)
@@ -167,21 +164,6 @@ def fit_mapping(hog: Run, cnn: Run, names: Sequence[str]) -> BoxMapping:
                if (h := hog.faces[n]) is not None and (c := cnn.faces[n]) is not None
                and iou(c.box, h.box) >= MATCH_IOU]
     return BoxMapping.fit([c for c, _ in matched], [h for _, h in matched])
-
-
-def score(pairs: Sequence[tuple[str, str, bool]], left: Embeddings, right: Embeddings) -> LfwResult:
-    distances = np.array([
-        np.inf if (a := left[x]) is None or (b := right[y]) is None else float(np.linalg.norm(a - b))
-        for x, y, _ in pairs
-    ])
-    same = np.array([s for _, _, s in pairs])
-    accuracies = [pair_accuracy(distances, same, t) for t in GRID]
-    best = int(np.argmax(accuracies))
-    return LfwResult(
-        pairs=len(pairs), accuracy=pair_accuracy(distances, same, THRESHOLD),
-        best_threshold=float(GRID[best]), best_accuracy=float(accuracies[best]),
-        images=len(left), images_without_face=sum(v is None for v in left.values()),
-    )
 
 
 def person(image_name: str) -> str:
