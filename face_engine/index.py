@@ -13,7 +13,8 @@ row positions, so face and person ids are looked up in numpy arrays (no per-row 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import faiss
 import numpy as np
@@ -62,14 +63,20 @@ class GalleryIndex:
         *,
         exact_max: int = DEFAULT_EXACT_MAX,
         nprobe: int = DEFAULT_NPROBE,
+        device_search: Callable[[npt.NDArray[np.float32]], Any] | None = None,
     ) -> None:
+        """``device_search(vectors)`` builds an exact searcher on an accelerator (one matrix
+        product a batch, see sessions.torch_session.TorchExactSearch); FAISS on the CPU otherwise."""
         self.face_ids = _ids(face_ids)
         self.person_ids = _ids(person_ids)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
         if not (len(self.face_ids) == len(self.person_ids) == len(vectors)):
             raise ValueError("face_ids, person_ids and embeddings must have the same length")
-        self._index = build_faiss_index(vectors, exact_max=exact_max, nprobe=nprobe)
-        self.exact = isinstance(self._index, faiss.IndexFlat)
+        self._device = device_search(vectors) if device_search is not None else None
+        self._index = build_faiss_index(vectors if self._device is None else vectors[:0],
+                                        exact_max=exact_max, nprobe=nprobe)
+        self._count = len(vectors)
+        self.exact = self._device is not None or isinstance(self._index, faiss.IndexFlat)
         self._nprobe = nprobe
         self._gallery_rows: dict[int, IdArray] = {}
         members: dict[int, set[int]] = {}
@@ -85,7 +92,7 @@ class GalleryIndex:
         return cls([], [], np.zeros((0, EMBEDDING_DIM), dtype=np.float32))
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return self._count
 
     @property
     def person_count(self) -> int:
@@ -118,7 +125,11 @@ class GalleryIndex:
         # People have several faces: fetch more neighbours than people wanted, widen if too few.
         fetch = min(candidates, k * 4 + 8)
         while True:
-            distances, rows = self._index.search(queries, fetch, params=params)
+            if self._device is not None:
+                allowed = None if gallery_id is None else self._gallery_rows.get(gallery_id)
+                distances, rows = self._device.search(queries, fetch, allowed)
+            else:
+                distances, rows = self._index.search(queries, fetch, params=params)
             results = [self._per_person(d, r, k) for d, r in zip(distances, rows, strict=True)]
             if fetch >= candidates or all(len(r) >= k for r in results):
                 return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from face_engine.settings import EngineSettings
@@ -54,3 +55,13 @@ def network_session(settings: EngineSettings, network: Literal["resnet", "mmod"]
     torch_kind = torch_session.TorchResNetSession if network == "resnet" else torch_session.TorchMmodSession
     return torch_kind(data_dir=settings.data_dir, device=device, precision=settings.precision,
                       threads=settings.threads)
+
+
+def device_search(settings: EngineSettings) -> Callable[[Any], Any] | None:
+    """On a GPU, exact gallery search as one matrix product there; None: FAISS on the CPU."""
+    runtime, device = resolve(settings)
+    if runtime is not Runtime.TORCH or device != "cuda":
+        return None
+    from face_engine.sessions.torch_session import TorchExactSearch
+
+    return lambda vectors: TorchExactSearch(vectors, device)

@@ -8,6 +8,7 @@ import numpy as np
 from django.conf import settings
 
 from face_engine.index import GalleryIndex
+from face_engine.runtime import device_search
 from face_engine.types import EMBEDDING_DIM
 from people.engine import embedding_model_id
 from people.index_version import current_index_token, index_version_bump
@@ -30,7 +31,8 @@ def load_index() -> GalleryIndex:
         memberships.setdefault(person_id, []).append(gallery_id)
     engine = settings.FACE_ENGINE
     return GalleryIndex(np.asarray(face_ids, dtype=np.int64), np.asarray(person_ids, dtype=np.int64),
-                        vectors, memberships, exact_max=engine.index_exact_max, nprobe=engine.index_nprobe)
+                        vectors, memberships, exact_max=engine.index_exact_max, nprobe=engine.index_nprobe,
+                        device_search=device_search(engine))
 
 
 class IndexCache:

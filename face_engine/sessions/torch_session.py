@@ -65,3 +65,35 @@ class TorchMmodSession:
     def detect(self, image: RGBImage, upsample: int) -> list[Detection]:
         found = self._detector.detect(image, upsample)
         return [Detection(dlib_rect_to_box(*d[:4]), float(d[4])) for d in found]
+
+
+class TorchExactSearch:
+    """Exact L2 search as one matrix product on the device: ‖q‖² − 2·q·xᵀ + ‖x‖², then top-k.
+
+    Queries go in chunks so the distance matrix stays within ``chunk × rows`` floats."""
+
+    def __init__(self, vectors: np.ndarray, device: str, chunk: int = 256) -> None:
+        self.device = torch.device(device)
+        self._x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
+        self._norms = (self._x * self._x).sum(dim=1)
+        self._chunk = chunk
+
+    @torch.inference_mode()
+    def search(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(squared distances, row numbers), nearest first; only ``rows`` when given."""
+        x, norms = self._x, self._norms
+        allowed = None
+        if rows is not None:
+            allowed = torch.from_numpy(rows).to(self.device)
+            x, norms = x[allowed], norms[allowed]
+        k = min(k, len(x))
+        out_d, out_i = [], []
+        for start in range(0, len(queries), self._chunk):
+            q = torch.from_numpy(np.ascontiguousarray(queries[start : start + self._chunk])).to(self.device)
+            d = (q * q).sum(dim=1, keepdim=True) - 2.0 * (q @ x.T) + norms
+            values, index = torch.topk(d, k, dim=1, largest=False)
+            if allowed is not None:
+                index = allowed[index]
+            out_d.append(values.clamp_min(0).cpu().numpy())
+            out_i.append(index.cpu().numpy())
+        return np.concatenate(out_d), np.concatenate(out_i).astype(np.int64)

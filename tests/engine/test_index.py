@@ -227,3 +227,24 @@ def test_ivf_index_filters_by_gallery():
     results = index.search(centres[:30], 3, gallery_id=1)
     assert all(m.person_id % 3 == 0 for matches in results for m in matches)
     assert all(len(matches) == 3 for matches in results)
+
+
+def test_device_matrix_search_equals_faiss():
+    """The accelerator path (one matrix product a batch) gives FAISS's exact answers; run on the CPU."""
+    from face_engine.sessions.torch_session import TorchExactSearch
+
+    rng = np.random.default_rng(11)
+    centres, vectors, person_ids = clustered(rng, people=300, faces=4)
+    members = {p: [5] for p in range(0, 300, 2)}
+    face_ids = np.arange(100, 100 + len(vectors))
+    on_device = GalleryIndex(face_ids, person_ids, vectors, members,
+                             device_search=lambda v: TorchExactSearch(v, "cpu", chunk=7))
+    plain = GalleryIndex(face_ids, person_ids, vectors, members)
+    assert on_device.exact and len(on_device) == len(plain) == 1200
+    queries = (centres[:20] + rng.normal(scale=0.03, size=(20, EMBEDDING_DIM))).astype(np.float32)
+    for gallery in (None, 5):
+        got = on_device.search(queries, 4, gallery_id=gallery)
+        want = plain.search(queries, 4, gallery_id=gallery)
+        assert [[m.face_id for m in r] for r in got] == [[m.face_id for m in r] for r in want]
+        assert all(g.distance == pytest.approx(w.distance, abs=1e-4)
+                   for gr, wr in zip(got, want, strict=True) for g, w in zip(gr, wr, strict=True))

@@ -17,7 +17,10 @@ PHOTOS = [DATA / "people" / "test" / "kit_with_rose.jpg", DATA / "misc" / "obama
 
 
 def test_auto_is_onnx_on_a_machine_without_cuda():
+    from face_engine.runtime import device_search
+
     assert resolve(EngineSettings()) == (Runtime.ONNX, "cpu")
+    assert device_search(EngineSettings(runtime=Runtime.TORCH)) is None  # FAISS unless on CUDA
     assert resolve(EngineSettings(runtime=Runtime.TORCH)) == (Runtime.TORCH, "cpu")
     assert resolve(EngineSettings(runtime=Runtime.DLIB, device=Device.CUDA)) == (Runtime.DLIB, "cpu")
 
