@@ -128,6 +128,15 @@ def _simd_columns(in_n: int, out_n: int) -> tuple[np.ndarray, np.ndarray, int]:
     return left.astype(np.intp), frac, n_simd
 
 
+def _tail_columns(in_w: int, out_w: int, n_simd: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source x (accumulated step by step, as dlib's scalar tail loop does), left and right tap
+    columns for output columns ``n_simd`` onwards of a bilinear resize."""
+    x_scale = (in_w - 1) / float(max(out_w - 1, 1))
+    xs = np.add.accumulate(np.r_[-x_scale + n_simd * x_scale, np.full(out_w - n_simd, x_scale)])[1:]
+    left = np.floor(xs).astype(np.intp)
+    return xs, left, np.minimum(left + 1, in_w - 1)
+
+
 def _resize_plane(src: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """dlib's bilinear ``resize_image`` for float planes (align corners), bit-exact on x86."""
     in_h, in_w = src.shape[-2:]
@@ -149,11 +158,7 @@ def _resize_plane(src: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
         rt, rb = src[..., top, :], src[..., bottom, :]
         out[..., :n_simd] = wtl * rt[..., left] + wtr * rt[..., right] + wbl * rb[..., left] + wbr * rb[..., right]
     if n_simd < out_w:
-        x_scale = (in_w - 1) / float(max(out_w - 1, 1))
-        n_tail = out_w - n_simd
-        xs = np.add.accumulate(np.r_[-x_scale + n_simd * x_scale, np.full(n_tail, x_scale)])[1:]
-        tl_idx = np.floor(xs).astype(np.intp)
-        tr_idx = np.minimum(tl_idx + 1, in_w - 1)
+        xs, tl_idx, tr_idx = _tail_columns(in_w, out_w, n_simd)
         frac = (xs - tl_idx).astype(np.float32)
         inv = np.float32(1) - frac
         rt, rb = src[..., top, :], src[..., bottom, :]
@@ -284,11 +289,7 @@ def pyramid_up(image: np.ndarray) -> np.ndarray:
         )
         out[:, :, :n_simd] = val.astype(np.int32).astype(np.uint8)
     if n_simd < out_w:
-        x_scale = (nc - 1) / float(max(out_w - 1, 1))
-        n_tail = out_w - n_simd
-        xs = np.add.accumulate(np.r_[-x_scale + n_simd * x_scale, np.full(n_tail, x_scale)])[1:]
-        li = np.floor(xs).astype(np.intp)
-        ri = np.minimum(li + 1, nc - 1)
+        xs, li, ri = _tail_columns(nc, out_w, n_simd)
         frac = xs - li  # double here: the RGB tail keeps lr_frac in double precision
         rt64, rb64 = rt.astype(np.float64), rb.astype(np.float64)
         tb64 = tb[:, None]
