@@ -6,7 +6,6 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,10 +18,6 @@ from face_engine.models.jitter import jitter_chips
 from face_engine.models.landmarks import LandmarkModel
 from face_engine.settings import EngineSettings
 from face_engine.types import Detection, Embedding, Face, ImageError, ImageFaces, RGBImage
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 def _as_rgb(image: RGBImage) -> RGBImage:
@@ -72,33 +67,47 @@ class FacePipeline:
     def analyze_bytes(self, blobs: Sequence[bytes]) -> list[ImageFaces | ImageError]:
         """Decode, detect and align many images on the worker pool, then embed all their faces in
         one call; a bad image fails alone."""
-        return self._run(list(blobs), self._decode_and_prepare)
+        return self._run(list(blobs), self._decode)
 
     def analyze(self, images: Sequence[RGBImage]) -> list[ImageFaces]:
         """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays."""
-        checked = [_as_rgb(image) for image in images]
-        return self._run(checked, self._prepare)  # type: ignore[return-value]
+        return self._run([_as_rgb(image) for image in images], None)  # type: ignore[return-value]
 
-    def _run(self, items: list[Any], prepare: Any) -> list[ImageFaces | ImageError]:
+    def _run(self, items: list[Any], decode: Any) -> list[ImageFaces | ImageError]:
+        """Stage by stage over the whole batch: decode, detect, landmarks and chips (each on the
+        worker pool; the CNN detector batched where its runtime can), embed (one call). Each
+        image's timings are its share of each stage's wall time."""
         self.load()
-        prepared = list(self._pool.map(prepare, items))
-        chips = [chip for p in prepared if isinstance(p, _Prepared) for chip in p.chips]
-        start = time.perf_counter()
-        embeddings = iter(self.embedder.predict(chips))
-        embed_ms_per_face = _ms(start) / len(chips) if chips else 0.0
+        clock = _Clock(len(items))
+        if decode is None:
+            decoded, clock.stages["decode"] = items, 0.0
+        else:
+            decoded = list(self._pool.map(decode, items))
+            clock.lap("decode")
+        images = [d for d in decoded if not isinstance(d, ImageError)]
+        detections = self.detector.predict_many(images, self._pool.map)
+        clock.lap("detect")
+        aligned = list(self._pool.map(self._align, images, detections))
+        clock.lap("landmarks")
+        embeddings = iter(self.embedder.predict([chip for _, chips in aligned for chip in chips]))
+        embed_ms = clock.lap("embed")
+        faces_total = sum(len(d) for d in detections)
         results: list[ImageFaces | ImageError] = []
-        for item in prepared:
+        per_image = iter(zip(images, detections, aligned, strict=True))
+        for item in decoded:
             if isinstance(item, ImageError):
                 results.append(item)
                 continue
+            image, found, (points, chips) = next(per_image)
             faces = [
-                Face(box=d.box, score=d.score, landmarks=points, chip=chip, embedding=next(embeddings))
-                for d, points, chip in zip(item.detections, item.points, item.chips, strict=True)
+                Face(box=d.box, score=d.score, landmarks=p, chip=chip, embedding=next(embeddings))
+                for d, p, chip in zip(found, points, chips, strict=True)
             ]
             faces.sort(key=lambda f: f.box.area, reverse=True)
-            item.timings["embed"] = embed_ms_per_face * len(faces)
-            results.append(ImageFaces(width=item.width, height=item.height, faces=tuple(faces),
-                                      timings_ms=item.timings))
+            timings = clock.shares()
+            timings["embed"] = embed_ms * len(faces) / faces_total if faces_total else 0.0
+            results.append(ImageFaces(width=image.shape[1], height=image.shape[0], faces=tuple(faces),
+                                      timings_ms=timings))
         return results
 
     def enrol_embedding(self, face: Face) -> Embedding:
@@ -111,33 +120,34 @@ class FacePipeline:
         mean: Embedding = np.mean(np.stack(vectors), axis=0).astype(np.float32)
         return mean
 
-    def _decode_and_prepare(self, data: bytes) -> _Prepared | ImageError:
-        start = time.perf_counter()
+    def _decode(self, data: bytes) -> RGBImage | ImageError:
         try:
-            image = self.decode(data)
+            return self.decode(data)
         except ImageError as exc:
             return exc
-        return self._prepare(image, decode_ms=_ms(start))
 
-    def _prepare(self, image: RGBImage, decode_ms: float = 0.0) -> _Prepared:
-        """Detect, then landmarks and the aligned chip of each face: the per-image CPU work."""
-        timings = {"decode": decode_ms}
-        start = time.perf_counter()
-        detections = self.detector.predict(image)
-        timings["detect"] = _ms(start)
-        start = time.perf_counter()
+    def _align(self, image: RGBImage, detections: list[Detection]) -> tuple[list[Points], list[RGBImage]]:
+        """The 5 landmarks and the aligned chip of each face."""
         shapes = [self.landmarks.predict(image, d.box) for d in detections]
-        points = [self.landmarks.points(shape) for shape in shapes]
-        chips = [self.aligner.predict(image, shape) for shape in shapes]
-        timings["landmarks"] = _ms(start)
-        return _Prepared(image.shape[1], image.shape[0], detections, points, chips, timings)
+        return [self.landmarks.points(shape) for shape in shapes], [self.aligner.predict(image, s) for s in shapes]
 
 
-@dataclass
-class _Prepared:
-    width: int
-    height: int
-    detections: list[Detection]
-    points: list[tuple[tuple[float, float], ...]]
-    chips: list[RGBImage]
-    timings: dict[str, float]
+Points = tuple[tuple[float, float], ...]
+
+
+class _Clock:
+    """Wall time per stage of a batch, shared evenly by its images."""
+
+    def __init__(self, images: int) -> None:
+        self.images = max(images, 1)
+        self.stages: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, stage: str) -> float:
+        now = time.perf_counter()
+        self.stages[stage] = (now - self._start) * 1000.0
+        self._start = now
+        return self.stages[stage]
+
+    def shares(self) -> dict[str, float]:
+        return {stage: ms / self.images for stage, ms in self.stages.items()}

@@ -52,9 +52,12 @@ def network_session(settings: EngineSettings, network: Literal["resnet", "mmod"]
         return onnx_kind(data_dir=settings.data_dir, threads=settings.threads)
     from face_engine.sessions import torch_session
 
-    torch_kind = torch_session.TorchResNetSession if network == "resnet" else torch_session.TorchMmodSession
-    return torch_kind(data_dir=settings.data_dir, device=device, precision=settings.precision,
-                      threads=settings.threads)
+    if network == "resnet":
+        return torch_session.TorchResNetSession(data_dir=settings.data_dir, device=device,
+                                                precision=settings.precision, threads=settings.threads)
+    return torch_session.TorchMmodSession(data_dir=settings.data_dir, device=device,
+                                          precision=settings.detector_precision, threads=settings.threads,
+                                          max_batch_size=settings.max_batch_size)
 
 
 def device_search(settings: EngineSettings) -> Callable[[Any], Any] | None:

@@ -50,6 +50,7 @@ class EngineSettings:
     runtime: Runtime = Runtime.AUTO
     device: Device = Device.AUTO
     precision: Precision = Precision.FP32
+    detector_precision: Precision = Precision.FP32  # the CNN detector's, FACE_ENGINE_PRECISION by default
     data_dir: str = ""  # converted networks; empty: FACE_ENGINE_DATA_DIR's default in port.convert
     threads: int = 0  # CPU threads for ONNX Runtime / torch; 0: all cores
     match_threshold: float = 0.6
@@ -66,11 +67,13 @@ class EngineSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EngineSettings:
         env = os.environ if env is None else env
+        precision = _choice(env, "FACE_ENGINE_PRECISION", Precision, cls.precision)
         settings = cls(
             detector=_choice(env, "FACE_DETECTION_MODEL", DetectorKind, cls.detector),
             runtime=_choice(env, "FACE_ENGINE_RUNTIME", Runtime, cls.runtime),
             device=_choice(env, "FACE_ENGINE_DEVICE", Device, cls.device),
-            precision=_choice(env, "FACE_ENGINE_PRECISION", Precision, cls.precision),
+            precision=precision,
+            detector_precision=_choice(env, "FACE_DETECTOR_PRECISION", Precision, precision),
             data_dir=env.get("FACE_ENGINE_DATA_DIR", cls.data_dir),
             threads=_int(env, "FACE_ENGINE_THREADS", cls.threads),
             match_threshold=_float(env, "FACE_MATCH_THRESHOLD", cls.match_threshold),

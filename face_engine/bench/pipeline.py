@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from face_engine.index import GalleryIndex
 from face_engine.pipeline import FacePipeline
 from face_engine.runtime import resolve
 from face_engine.settings import EngineSettings
@@ -121,6 +120,8 @@ def embed_throughput(pipeline: FacePipeline, reference: FacePipeline, results: l
 
 def _names(pipeline: FacePipeline, train: Path, results: list[ImageFaces | ImageError],
            threshold: float) -> list[list[str]]:
+    from face_engine.index import GalleryIndex  # faiss: only where identities are compared
+
     people = sorted(p for p in train.iterdir() if p.is_dir())
     photos = [(i, p) for i, d in enumerate(people) for p in sorted(d.iterdir()) if p.suffix.lower() in SUFFIXES]
     enrolled = pipeline.analyze_bytes([p.read_bytes() for _, p in photos])

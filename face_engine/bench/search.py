@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from face_engine.index import DEFAULT_NPROBE, GalleryIndex
+from face_engine.settings import EngineSettings
 from face_engine.types import EMBEDDING_DIM
 
 FACES_PER_PERSON = 5
@@ -37,6 +37,8 @@ def _percentile_ms(samples: list[float], q: float) -> float:
 
 
 def run(size: int, queries: int, nprobe: int) -> dict[str, float]:
+    from face_engine.index import GalleryIndex  # faiss, imported only here: the GPU bench reuses this module
+
     centres, vectors, person_ids = synthetic_gallery(size)
     rng = np.random.default_rng(1)
     picks = rng.choice(len(centres), size=queries)
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE)
+    parser.add_argument("--nprobe", type=int, default=EngineSettings.index_nprobe)
     args = parser.parse_args(argv)
     print(f"{'faces':>9} {'exact build':>11} {'exact q/s':>10} {'ANN build':>10} {'ANN p50':>9} "
           f"{'ANN p95':>9} {'recall@1':>9} {'ANN q/s':>9}")

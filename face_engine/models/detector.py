@@ -6,6 +6,8 @@ about what a 2 MP one does). Boxes are mapped back to the original image."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from face_engine.types import Detection, DetectorKind, RGBImage
 WINDOW = 80  # both dlib detectors (HOG and MMOD CNN) scan an 80×80 window
 # Below this the CNN's strided convolutions have nothing to convolve and dlib's HOG finds nothing.
 MIN_DETECTABLE_SIDE = 16
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 
 def detection_scale(height: int, width: int, *, min_face_size: int, max_side: int) -> tuple[float, int]:
@@ -63,20 +66,56 @@ class Detector(Model[_Sessions]):
             cnn = network_session(self.settings, "mmod")
         return _Sessions(hog, cnn)
 
-
     def predict(self, image: RGBImage) -> list[Detection]:
         """Every face in ``image``, boxes in its own pixels, highest score first."""
+        return self.predict_many([image], map)[0]
+
+    def predict_many(self, images: Sequence[RGBImage], map_fn: MapFn) -> list[list[Detection]]:
+        """``predict`` for each image. Per-image work (resizing, HOG) goes through ``map_fn`` (a
+        worker pool's map); the CNN gets every image that needs it in one ``detect_many`` call
+        where its session has one (torch: batched on the GPU)."""
         sessions = self.load()
+        works: list[_Work] = list(map_fn(self._work, images))
+        found: list[list[Detection]] = [[] for _ in works]
+        if sessions.hog is not None:
+            hog = sessions.hog
+            found = list(map_fn(lambda w: hog.detect(w.image, w.upsample) if w.detectable else [], works))
+        if sessions.cnn is not None:
+            todo = [i for i, w in enumerate(works) if w.detectable and not found[i]]
+            for upsample in {works[i].upsample for i in todo}:
+                group = [i for i in todo if works[i].upsample == upsample]
+                for i, dets in zip(group, self._cnn_many(sessions.cnn, [works[i].image for i in group], upsample,
+                                                         map_fn), strict=True):
+                    found[i] = dets
+        return [w.to_original(dets) for w, dets in zip(works, found, strict=True)]
+
+    @staticmethod
+    def _cnn_many(cnn: Any, images: list[RGBImage], upsample: int, map_fn: MapFn) -> list[list[Detection]]:
+        if hasattr(cnn, "detect_many"):
+            return list(cnn.detect_many(images, upsample))
+        return list(map_fn(lambda image: cnn.detect(image, upsample), images))
+
+    def _work(self, image: RGBImage) -> _Work:
         height, width = image.shape[:2]
         factor, upsample = detection_scale(height, width, min_face_size=self.settings.min_face_size,
                                            max_side=self.settings.detection_max_side)
-        work = resize(image, factor)
-        if min(work.shape[:2]) < MIN_DETECTABLE_SIDE:
-            return []
-        found = sessions.hog.detect(work, upsample) if sessions.hog is not None else []
-        if not found and sessions.cnn is not None:
-            found = sessions.cnn.detect(work, upsample)
-        back = work.shape[1] / width  # exact factor actually applied, after rounding the size
-        detections = [Detection(d.box.scaled(1 / back).clipped(width, height), d.score) for d in found]
-        detections = [d for d in detections if d.box.area > 0]
-        return sorted(detections, key=lambda d: d.score, reverse=True)
+        return _Work(resize(image, factor), upsample, width, height)
+
+
+@dataclass
+class _Work:
+    """An image at its detection scale."""
+
+    image: RGBImage
+    upsample: int
+    width: int  # of the original image
+    height: int
+
+    @property
+    def detectable(self) -> bool:
+        return bool(min(self.image.shape[:2]) >= MIN_DETECTABLE_SIDE)
+
+    def to_original(self, found: list[Detection]) -> list[Detection]:
+        back = self.image.shape[1] / self.width  # exact factor actually applied, after rounding the size
+        detections = [Detection(d.box.scaled(1 / back).clipped(self.width, self.height), d.score) for d in found]
+        return sorted((d for d in detections if d.box.area > 0), key=lambda d: d.score, reverse=True)

@@ -20,6 +20,7 @@ This module needs numpy only, so an ONNX Runtime deployment does not have to ins
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -105,6 +106,33 @@ def pyramid_layout(nr: int, nc: int, padding: int = 10, outer_padding: int = 11)
     return boxes, height + 2 * outer_padding, w0 + 2 * outer_padding
 
 
+class ArrayOps:
+    """The few array operations the pyramid needs, so that one implementation of dlib's
+    arithmetic runs on numpy arrays (here) and on torch tensors (:mod:`face_engine.port.torch_pyramid`).
+
+    Tap positions and fractions are always computed with numpy (:func:`_row_taps`,
+    :func:`_col_taps`); ``const`` hands them to the array library."""
+
+    def const(self, a: np.ndarray) -> Any:
+        return a
+
+    def f32(self, a: Any) -> Any:
+        return a.astype(np.float32)
+
+    def f64(self, a: Any) -> Any:
+        return a.astype(np.float64)
+
+    def u8(self, a: Any) -> Any:
+        """Truncation to uint8 (values are within 0..255)."""
+        return a.astype(np.uint8)
+
+    def empty(self, shape: tuple[int, ...], like: Any, dtype: str = "float32") -> Any:
+        return np.empty(shape, dtype=dtype)
+
+
+NUMPY = ArrayOps()
+
+
 def _simd_columns(in_n: int, out_n: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Column taps of dlib's 4-wide float32 SIMD resize loop: (left, frac) and where it stops.
 
@@ -128,44 +156,69 @@ def _simd_columns(in_n: int, out_n: int) -> tuple[np.ndarray, np.ndarray, int]:
     return left.astype(np.intp), frac, n_simd
 
 
-def _tail_columns(in_w: int, out_w: int, n_simd: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source x (accumulated step by step, as dlib's scalar tail loop does), left and right tap
-    columns for output columns ``n_simd`` onwards of a bilinear resize."""
-    x_scale = (in_w - 1) / float(max(out_w - 1, 1))
-    xs = np.add.accumulate(np.r_[-x_scale + n_simd * x_scale, np.full(out_w - n_simd, x_scale)])[1:]
-    left = np.floor(xs).astype(np.intp)
-    return xs, left, np.minimum(left + 1, in_w - 1)
+@dataclass(frozen=True)
+class _RowTaps:
+    top: np.ndarray  # source rows above and below each output row
+    bottom: np.ndarray
+    tb: np.ndarray  # float64 fraction, as a column
+    tb32: np.ndarray  # the same and its complement in float32, for the SIMD columns
+    inv_tb32: np.ndarray
 
 
-def _resize_plane(src: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """dlib's bilinear ``resize_image`` for float planes (align corners), bit-exact on x86."""
-    in_h, in_w = src.shape[-2:]
+@dataclass(frozen=True)
+class _ColTaps:
+    n_simd: int  # columns done by the SIMD loop; the rest by the scalar tail
+    left: np.ndarray
+    right: np.ndarray
+    lr: np.ndarray  # float32 fraction of the SIMD columns
+    inv_lr: np.ndarray
+    tail_left: np.ndarray
+    tail_right: np.ndarray
+    tail_frac: np.ndarray  # float64 fraction of the tail columns
+
+
+@functools.lru_cache(maxsize=256)
+def _row_taps(in_h: int, out_h: int) -> _RowTaps:
     y_scale = (in_h - 1) / float(max(out_h - 1, 1))
     ys = np.add.accumulate(np.r_[-y_scale, np.full(out_h, y_scale)])[1:]  # double, sequential
     top = np.floor(ys).astype(np.intp)
-    bottom = np.minimum(top + 1, in_h - 1)
-    tb = ys - top  # float64
+    tb = ys - top
+    return _RowTaps(top, np.minimum(top + 1, in_h - 1), tb[:, None],
+                    tb.astype(np.float32)[:, None], (1 - tb).astype(np.float32)[:, None])
 
+
+@functools.lru_cache(maxsize=256)
+def _col_taps(in_w: int, out_w: int) -> _ColTaps:
     left, lr, n_simd = _simd_columns(in_w, out_w)
-    out = np.empty(src.shape[:-2] + (out_h, out_w), dtype=np.float32)
-    if n_simd:
-        tbf = tb.astype(np.float32)[:, None]
-        inv_tbf = (1 - tb).astype(np.float32)[:, None]
-        inv_lr = np.float32(1) - lr
-        right = left + 1
-        wtl, wtr = inv_tbf * inv_lr, inv_tbf * lr
-        wbl, wbr = tbf * inv_lr, tbf * lr
-        rt, rb = src[..., top, :], src[..., bottom, :]
-        out[..., :n_simd] = wtl * rt[..., left] + wtr * rt[..., right] + wbl * rb[..., left] + wbr * rb[..., right]
-    if n_simd < out_w:
-        xs, tl_idx, tr_idx = _tail_columns(in_w, out_w, n_simd)
-        frac = (xs - tl_idx).astype(np.float32)
-        inv = np.float32(1) - frac
-        rt, rb = src[..., top, :], src[..., bottom, :]
-        upper = inv * rt[..., tl_idx] + frac * rt[..., tr_idx]  # float32
-        lower = inv * rb[..., tl_idx] + frac * rb[..., tr_idx]
-        val = (1 - tb)[:, None] * upper.astype(np.float64) + tb[:, None] * lower.astype(np.float64)
-        out[..., n_simd:] = val.astype(np.float32)
+    # The scalar tail accumulates its source x step by step, in double precision.
+    x_scale = (in_w - 1) / float(max(out_w - 1, 1))
+    xs = np.add.accumulate(np.r_[-x_scale + n_simd * x_scale, np.full(out_w - n_simd, x_scale)])[1:]
+    tail_left = np.floor(xs).astype(np.intp)
+    return _ColTaps(n_simd, left, left + 1, lr, np.float32(1) - lr, tail_left,
+                    np.minimum(tail_left + 1, in_w - 1), xs - tail_left)
+
+
+def _resize_plane(src: Any, out_h: int, out_w: int, ops: ArrayOps = NUMPY) -> Any:
+    """dlib's bilinear ``resize_image`` for float planes (align corners), bit-exact on x86."""
+    in_h, in_w = src.shape[-2:]
+    r, c = _row_taps(in_h, out_h), _col_taps(in_w, out_w)
+    out = ops.empty((*src.shape[:-2], out_h, out_w), src)
+    rt, rb = src[..., ops.const(r.top), :], src[..., ops.const(r.bottom), :]
+    if c.n_simd:
+        tbf, inv_tbf = ops.const(r.tb32), ops.const(r.inv_tb32)
+        lr, inv_lr = ops.const(c.lr), ops.const(c.inv_lr)
+        left, right = ops.const(c.left), ops.const(c.right)
+        out[..., : c.n_simd] = ((inv_tbf * inv_lr) * rt[..., left] + (inv_tbf * lr) * rt[..., right]
+                                + (tbf * inv_lr) * rb[..., left] + (tbf * lr) * rb[..., right])
+    if c.n_simd < out_w:
+        tl, tr = ops.const(c.tail_left), ops.const(c.tail_right)
+        frac = ops.const(c.tail_frac.astype(np.float32))
+        inv = ops.const(np.float32(1) - c.tail_frac.astype(np.float32))
+        upper = inv * rt[..., tl] + frac * rt[..., tr]  # float32
+        lower = inv * rb[..., tl] + frac * rb[..., tr]
+        tb = ops.const(r.tb)
+        inv_tb = ops.const(1 - r.tb)
+        out[..., c.n_simd :] = ops.f32(inv_tb * ops.f64(upper) + tb * ops.f64(lower))
     return out
 
 
@@ -262,42 +315,33 @@ def decode(
 # --- pyramid_up (for upsample > 0) ----------------------------------------------------------
 
 
-def pyramid_up(image: np.ndarray) -> np.ndarray:
-    """dlib's ``pyramid_up`` with ``pyramid_down<2>`` on uint8 RGB: a (2H+1)×(2W+2) bilinear
-    resize (align corners) with dlib's float32 SIMD columns, truncated to uint8."""
-    nr, nc = image.shape[:2]
+def pyramid_up(image: Any, ops: ArrayOps = NUMPY) -> Any:
+    """dlib's ``pyramid_up`` with ``pyramid_down<2>`` on uint8 RGB (H×W×3, or planes …×3×H×W with
+    torch ops): a (2H+1)×(2W+2) bilinear resize (align corners) with dlib's float32 SIMD columns,
+    truncated to uint8."""
+    planar = ops is not NUMPY
+    src = ops.f32(image) if planar else image.transpose(2, 0, 1).astype(np.float32)
+    nr, nc = src.shape[-2:]
     out_h, out_w = 2 * nr + 1, 2 * nc + 2  # lround of the up-mapped image rectangle
-    src = image.transpose(2, 0, 1).astype(np.float32)
-    y_scale = (nr - 1) / float(max(out_h - 1, 1))
-    ys = np.add.accumulate(np.r_[-y_scale, np.full(out_h, y_scale)])[1:]
-    top = np.floor(ys).astype(np.intp)
-    bottom = np.minimum(top + 1, nr - 1)
-    tb = ys - top
-    left, lr, n_simd = _simd_columns(nc, out_w)
-    out = np.empty((3, out_h, out_w), dtype=np.uint8)
-    rt, rb = src[:, top, :], src[:, bottom, :]
-    if n_simd:
-        tbf = tb.astype(np.float32)[:, None]
-        inv_tbf = (1 - tb).astype(np.float32)[:, None]
-        inv_lr = np.float32(1) - lr
-        right = left + 1
-        val = (
-            (inv_tbf * inv_lr) * rt[:, :, left]
-            + (inv_tbf * lr) * rt[:, :, right]
-            + (tbf * inv_lr) * rb[:, :, left]
-            + (tbf * lr) * rb[:, :, right]
-        )
-        out[:, :, :n_simd] = val.astype(np.int32).astype(np.uint8)
-    if n_simd < out_w:
-        xs, li, ri = _tail_columns(nc, out_w, n_simd)
-        frac = xs - li  # double here: the RGB tail keeps lr_frac in double precision
-        rt64, rb64 = rt.astype(np.float64), rb.astype(np.float64)
-        tb64 = tb[:, None]
-        val = (1 - tb64) * ((1 - frac) * rt64[:, :, li] + frac * rt64[:, :, ri]) + tb64 * (
-            (1 - frac) * rb64[:, :, li] + frac * rb64[:, :, ri]
-        )
-        out[:, :, n_simd:] = val.astype(np.uint8)
-    return np.ascontiguousarray(out.transpose(1, 2, 0))
+    r, c = _row_taps(nr, out_h), _col_taps(nc, out_w)
+    out = ops.empty((*src.shape[:-2], out_h, out_w), src, "uint8")
+    rt, rb = src[..., ops.const(r.top), :], src[..., ops.const(r.bottom), :]
+    if c.n_simd:
+        tbf, inv_tbf = ops.const(r.tb32), ops.const(r.inv_tb32)
+        lr, inv_lr = ops.const(c.lr), ops.const(c.inv_lr)
+        left, right = ops.const(c.left), ops.const(c.right)
+        val = ((inv_tbf * inv_lr) * rt[..., left] + (inv_tbf * lr) * rt[..., right]
+               + (tbf * inv_lr) * rb[..., left] + (tbf * lr) * rb[..., right])
+        out[..., : c.n_simd] = ops.u8(val)
+    if c.n_simd < out_w:
+        # The RGB tail keeps its x fraction in double precision.
+        tl, tr = ops.const(c.tail_left), ops.const(c.tail_right)
+        frac, inv = ops.const(c.tail_frac), ops.const(1 - c.tail_frac)
+        tb, inv_tb = ops.const(r.tb), ops.const(1 - r.tb)
+        rt64, rb64 = ops.f64(rt), ops.f64(rb)
+        val = inv_tb * (inv * rt64[..., tl] + frac * rt64[..., tr]) + tb * (inv * rb64[..., tl] + frac * rb64[..., tr])
+        out[..., c.n_simd :] = ops.u8(val)
+    return out if planar else np.ascontiguousarray(out.transpose(1, 2, 0))
 
 
 def _rect_down2(box: Box, levels: int) -> Box:
@@ -378,6 +422,18 @@ class DetectorConfig:
         )
 
 
+def checked_image(image: np.ndarray, upsample: int) -> np.ndarray:
+    """An H×W×3 uint8 RGB image (gray becomes r = g = b, as dlib assigns it), or ValueError."""
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 uint8 RGB (or H×W gray) image, got {img.dtype} {img.shape}")
+    if upsample < 0:
+        raise ValueError("upsample must be ≥ 0")
+    return img
+
+
 class Detector:
     """``dlib.cnn_face_detection_model_v1`` reimplemented around a pluggable network ``runner``.
 
@@ -396,20 +452,22 @@ class Detector:
     def detect(self, image: np.ndarray, upsample: int = 0, threshold: float = 0.0) -> list[Detection]:
         """Faces as (left, top, right, bottom, score), best first, in dlib's inclusive rectangles;
         equal to ``cnn_face_detection_model_v1(path)(image, upsample)``."""
-        img = np.asarray(image)
-        if img.ndim == 2:
-            img = np.repeat(img[:, :, None], 3, axis=2)  # dlib assigns gray to r = g = b
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"expected an H×W×3 uint8 RGB (or H×W gray) image, got {img.dtype} {img.shape}")
-        if upsample < 0:
-            raise ValueError("upsample must be ≥ 0")
+        img = checked_image(image, upsample)
         for _ in range(upsample):
             img = pyramid_up(img)
         data, boxes = self.input_tensor(img)
-        cfg = self.config
-        if not boxes or min(cfg.score_map_size(n) for n in data.shape[1:]) < 1:
+        if not self.runnable(data.shape[1:], boxes):
             return []
-        scores = np.asarray(self.runner(data[None]))[0, 0]
+        return self.decode_scores(np.asarray(self.runner(data[None]))[0, 0], boxes, upsample, threshold)
+
+    def runnable(self, size: Sequence[int], boxes: list[Box]) -> bool:
+        """Whether a pyramid of ``size`` (rows, cols) gives the network a score map at all."""
+        return bool(boxes) and min(self.config.score_map_size(n) for n in size) >= 1
+
+    def decode_scores(self, scores: np.ndarray, boxes: list[Box], upsample: int,
+                      threshold: float = 0.0) -> list[Detection]:
+        """One image's score map → its detections, in the coordinates before ``upsample``."""
+        cfg = self.config
         dets = decode(
             scores,
             boxes,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from face_engine.port.convert import detector_config, load_detector_net, load_resnet
-from face_engine.port.detector import Detector
+from face_engine.port.detector import Detector, checked_image
 from face_engine.port.mmod import MMODNet
+from face_engine.port.torch_pyramid import TorchOps, tiled_pyramid_batch, upsample_planes
 from face_engine.sessions.onnx_session import dlib_rect_to_box
 from face_engine.types import Detection, Embedding, Precision, RGBImage
 
@@ -19,52 +21,97 @@ def cuda_available() -> bool:
 
 
 def _configure(device: str, precision: Precision, threads: int) -> torch.dtype:
-    """Set TF32 explicitly: PyTorch allows it in cuDNN convolutions by default, which moves
-    embeddings by ~1e-3; fp32 means fp32 here."""
     if threads and device == "cpu":
         torch.set_num_threads(threads)
     if device.startswith("cuda"):
-        allow = precision is Precision.TF32
-        torch.backends.cudnn.allow_tf32 = allow
-        torch.backends.cuda.matmul.allow_tf32 = allow
         return torch.float16 if precision is Precision.FP16 else torch.float32
     if precision is not Precision.FP32:
         raise ValueError(f"precision {precision.value} needs CUDA; use fp32 on the CPU")
     return torch.float32
 
 
+@contextlib.contextmanager
+def _math(precision: Precision) -> Iterator[None]:
+    """TF32 on or off for one call: PyTorch allows it in cuDNN convolutions by default, which
+    moves embeddings by ~1e-3, so fp32 means fp32 here. cuDNN picks its fastest algorithm per
+    input shape (benchmark mode): shapes repeat, batch after batch."""
+    allow = precision is Precision.TF32
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    try:
+        with torch.backends.cudnn.flags(enabled=True, benchmark=True, allow_tf32=allow):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
 class TorchResNetSession:
     def __init__(self, *, data_dir: str | None, device: str, precision: Precision, threads: int) -> None:
         self.device = torch.device(device)
+        self.precision = precision
         dtype = _configure(device, precision, threads)
         self._model = load_resnet(data_dir or None).to(self.device, dtype=dtype).eval()
 
-    @torch.inference_mode()
     def embed(self, chips: Sequence[RGBImage]) -> list[Embedding]:
         if not len(chips):
             return []
         batch = torch.from_numpy(np.ascontiguousarray(np.stack(chips), dtype=np.uint8)).to(self.device)
-        out = self._model(batch).float().cpu().numpy()
-        return list(out)
+        return list(self.embed_tensor(batch).float().cpu().numpy())
+
+    @torch.inference_mode()
+    def embed_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 N×150×150×3 chips already on the device → N×128 descriptors there."""
+        with _math(self.precision):
+            out: torch.Tensor = self._model(batch)
+        return out
 
 
 class TorchMmodSession:
-    def __init__(self, *, data_dir: str | None, device: str, precision: Precision, threads: int) -> None:
+    """The CNN detector with its pyramid built on the network's device: images of one size are
+    stacked and go through the network together (``detect_many``)."""
+
+    def __init__(self, *, data_dir: str | None, device: str, precision: Precision, threads: int,
+                 max_batch_size: int = 32) -> None:
         self.device = torch.device(device)
-        dtype = _configure(device, precision, threads)
-        net: MMODNet = load_detector_net(data_dir or None).to(self.device, dtype=dtype).eval()
+        self.precision = precision
+        self._dtype = _configure(device, precision, threads)
+        self._net: MMODNet = load_detector_net(data_dir or None).to(self.device, dtype=self._dtype).eval()
+        self._detector = Detector(self._run, detector_config(data_dir or None))
+        self._ops = TorchOps(self.device)
+        self._max_batch = max_batch_size
 
-        @torch.inference_mode()
-        def run(batch: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(batch).to(self.device, dtype=dtype)
-            out: np.ndarray = net(x).float().cpu().numpy()
-            return out
-
-        self._detector = Detector(run, detector_config(data_dir or None))
+    @torch.inference_mode()
+    def _run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = torch.as_tensor(batch).to(self.device, dtype=self._dtype)
+        with _math(self.precision):
+            out: np.ndarray = self._net(x).float().cpu().numpy()
+        return out
 
     def detect(self, image: RGBImage, upsample: int) -> list[Detection]:
-        found = self._detector.detect(image, upsample)
-        return [Detection(dlib_rect_to_box(*d[:4]), float(d[4])) for d in found]
+        return self.detect_many([image], upsample)[0]
+
+    @torch.inference_mode()
+    def detect_many(self, images: Sequence[RGBImage], upsample: int) -> list[list[Detection]]:
+        """Every image's faces, best first; equal to ``detect`` on each image."""
+        found: list[list[Detection]] = [[] for _ in images]
+        checked = [checked_image(image, upsample) for image in images]
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(checked):
+            by_size.setdefault(image.shape, []).append(i)
+        cfg = self._detector.config
+        for same_size in by_size.values():
+            for start in range(0, len(same_size), self._max_batch):
+                chunk = same_size[start : start + self._max_batch]
+                planes = torch.from_numpy(np.stack([checked[i] for i in chunk]))
+                planes = upsample_planes(planes.to(self.device).permute(0, 3, 1, 2), upsample, self._ops)
+                data, boxes = tiled_pyramid_batch(planes, cfg.mean_rgb, cfg.padding, cfg.outer_padding, self._ops)
+                if not self._detector.runnable(data.shape[2:], boxes):
+                    continue
+                scores = self._run(data)
+                for row, i in enumerate(chunk):
+                    dets = self._detector.decode_scores(scores[row, 0], boxes, upsample)
+                    found[i] = [Detection(dlib_rect_to_box(*d[:4]), float(d[4])) for d in dets]
+        return found
 
 
 class TorchExactSearch:

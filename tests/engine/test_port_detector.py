@@ -139,3 +139,43 @@ def test_decode_nms_keeps_the_best_of_overlapping_windows() -> None:
     # cell (row 5, col 6) → pyramid point (62, 54) ± 39.5, minus the level-0 origin (11, 11),
     # rounded half away from zero like C's lround: 11.5 → 12, 90.5 → 91, 3.5 → 4, 82.5 → 83.
     assert dets[0][:4] == (12, 4, 91, 83)
+
+
+# --- the batched torch session: pyramid built with torch, images of one size stacked -----------
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def test_torch_pyramid_equals_numpy() -> None:
+    from face_engine.port.detector import tiled_pyramid
+    from face_engine.port.torch_pyramid import TorchOps, tiled_pyramid_batch, upsample_planes
+
+    ops = TorchOps(torch.device(DEVICE))
+    images = [load("people/test/obama_and_biden.jpg", 301), load("misc/two_people.jpg", 301)[::-1]]
+    images = [np.ascontiguousarray(im[:150, :301]) for im in images]  # one size for the batch
+    planes = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(DEVICE)
+    mean = (122.782, 117.001, 104.298)
+    data, boxes = tiled_pyramid_batch(planes, mean, 10, 11, ops)
+    up = upsample_planes(planes, 1, ops)
+    for i, image in enumerate(images):
+        want, want_boxes = tiled_pyramid(image, mean, 10, 11)
+        assert boxes == want_boxes
+        np.testing.assert_array_equal(data[i].cpu().numpy(), want)
+        np.testing.assert_array_equal(up[i].permute(1, 2, 0).cpu().numpy(), pyramid_up(image))
+
+
+def test_torch_session_detect_many_matches_dlib(port_cache: Path, references) -> None:
+    """Every case (two of them twice, so a same-size batch of two forms) in one call, fp32."""
+    from face_engine.sessions.onnx_session import dlib_rect_to_box
+    from face_engine.sessions.torch_session import TorchMmodSession
+    from face_engine.types import Precision
+
+    session = TorchMmodSession(data_dir=str(port_cache), device=DEVICE, precision=Precision.FP32, threads=2)
+    for up in (0, 1):
+        cases = [i for i, c in enumerate(CASES) if c[2] == up]
+        cases = cases + cases[:1]
+        found = session.detect_many([load(*CASES[i][:2]) for i in cases], up)
+        for i, dets in zip(cases, found, strict=True):
+            want = [(dlib_rect_to_box(*d[:4]), d[4]) for d in references[i]]
+            assert [d.box for d in dets] == [b for b, _ in want]
+            assert all(abs(d.score - s) <= SCORE_TOLERANCE for d, (_, s) in zip(dets, want, strict=True))
