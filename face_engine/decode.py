@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -30,6 +32,24 @@ _ORIENTATION = {
 
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> RGBImage:
     """Decode JPEG/PNG/WebP/BMP/GIF (first frame), apply EXIF orientation, return H×W×3 uint8."""
+    with _guard():
+        image = _open_checked(data, max_bytes, max_pixels)
+        image.seek(0)
+        image.load()
+        # Converting runs Pillow code on the file's data too (palettes, tRNS): same guard.
+        return to_rgb(_upright(image))
+
+
+def is_plain_jpeg(data: bytes, *, max_bytes: int, max_pixels: int) -> bool:
+    """Every check of :func:`decode_image` short of decoding the pixels (ImageError as there),
+    then whether the file is a JPEG that any JPEG decoder gets right: colour or gray, upright.
+    Such files may be decoded elsewhere (on the GPU); the rest go through ``decode_image``."""
+    with _guard():
+        image = _open_checked(data, max_bytes, max_pixels)
+        return image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) == 1
+
+
+def _open_checked(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageError("empty_file", "The uploaded file is empty.")
     if len(data) > max_bytes:
@@ -38,22 +58,27 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> RGBImage:
             f"The file is {len(data)} bytes; the limit is {max_bytes} bytes.",
             status=413,
         )
+    with warnings.catch_warnings():
+        # Our own pixel limit below is the one that counts; PIL's warning would only be noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))
+    if image.format not in ALLOWED_FORMATS:
+        raise ImageError(
+            "unsupported_format",
+            f"Unsupported image format {image.format}; use JPEG, PNG, WebP, BMP or GIF.",
+            status=415,
+        )
+    _check_pixels(image.width, image.height, max_pixels)
+    return image
+
+
+@contextlib.contextmanager
+def _guard() -> Iterator[None]:
+    """Pillow's many exceptions on hostile or broken files → ImageError with a clear code."""
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit below is the one that counts; PIL's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ALLOWED_FORMATS:
-                raise ImageError(
-                    "unsupported_format",
-                    f"Unsupported image format {image.format}; use JPEG, PNG, WebP, BMP or GIF.",
-                    status=415,
-                )
-            _check_pixels(image.width, image.height, max_pixels)
-            image.seek(0)
-            image.load()
-            # Converting runs Pillow code on the file's data too (palettes, tRNS): same guard.
-            return to_rgb(_upright(image))
+            yield
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -64,14 +89,20 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> RGBImage:
         raise ImageError("corrupt_image", f"The image is truncated or corrupt: {exc}") from exc
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation. Only the tag is read: ``ImageOps.exif_transpose`` also rewrites
-    the EXIF block and fails (struct.error) on a corrupt one, rejecting a perfectly good image."""
+def _orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation tag (1: upright), None when the metadata cannot be read."""
     try:
         orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
     except _MALFORMED:
-        return image  # unreadable metadata: keep the pixels as stored
-    method = _ORIENTATION.get(orientation) if isinstance(orientation, int) else None
+        return None
+    return orientation if isinstance(orientation, int) else None
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation. Only the tag is read: ``ImageOps.exif_transpose`` also rewrites
+    the EXIF block and fails (struct.error) on a corrupt one, rejecting a perfectly good image."""
+    orientation = _orientation(image)  # None (unreadable metadata): keep the pixels as stored
+    method = _ORIENTATION.get(orientation) if orientation is not None else None
     return image if method is None else image.transpose(method)
 
 

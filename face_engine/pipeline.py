@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from face_engine.decode import decode_image
+from face_engine.decode import decode_image, is_plain_jpeg
 from face_engine.models.aligner import Aligner
 from face_engine.models.detector import Detector
 from face_engine.models.embedder import Embedder
 from face_engine.models.jitter import jitter_chips
 from face_engine.models.landmarks import LandmarkModel
+from face_engine.runtime import jpeg_decoder
 from face_engine.settings import EngineSettings
 from face_engine.types import Detection, Embedding, Face, ImageError, ImageFaces, RGBImage
 
@@ -67,7 +69,7 @@ class FacePipeline:
     def analyze_bytes(self, blobs: Sequence[bytes]) -> list[ImageFaces | ImageError]:
         """Decode, detect and align many images on the worker pool, then embed all their faces in
         one call; a bad image fails alone."""
-        return self._run(list(blobs), self._decode)
+        return self._run(list(blobs), self._decode_many)
 
     def analyze(self, images: Sequence[RGBImage]) -> list[ImageFaces]:
         """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays."""
@@ -82,12 +84,14 @@ class FacePipeline:
         if decode is None:
             decoded, clock.stages["decode"] = items, 0.0
         else:
-            decoded = list(self._pool.map(decode, items))
+            decoded = decode(items)
             clock.lap("decode")
         images = [d for d in decoded if not isinstance(d, ImageError)]
         detections = self.detector.predict_many(images, self._pool.map)
         clock.lap("detect")
-        aligned = list(self._pool.map(self._align, images, detections))
+        # In this thread: dlib's shape predictor and chip keep the GIL, and threads only slow
+        # them down (measured: 1.6 ms a face on one thread, 4.0 on sixteen).
+        aligned = [self._align(image, found) for image, found in zip(images, detections, strict=True)]
         clock.lap("landmarks")
         embeddings = iter(self.embedder.predict([chip for _, chips in aligned for chip in chips]))
         embed_ms = clock.lap("embed")
@@ -123,6 +127,32 @@ class FacePipeline:
     def _decode(self, data: bytes) -> RGBImage | ImageError:
         try:
             return self.decode(data)
+        except ImageError as exc:
+            return exc
+
+    def _decode_many(self, blobs: list[bytes]) -> list[RGBImage | ImageError]:
+        """Every image on the worker pool; on a GPU, plain JPEGs there in one batch instead."""
+        if self._gpu_jpeg is None:
+            return list(self._pool.map(self._decode, blobs))
+        plain = list(self._pool.map(self._is_plain_jpeg, blobs))
+        out: dict[int, RGBImage | ImageError] = {i: p for i, p in enumerate(plain) if isinstance(p, ImageError)}
+        on_gpu = [i for i, p in enumerate(plain) if p is True]
+        try:
+            out |= zip(on_gpu, self._gpu_jpeg([blobs[i] for i in on_gpu]), strict=True)
+        except Exception:  # noqa: BLE001 - a corrupt file in the batch (nvJPEG says RuntimeError), or the
+            pass  # GPU out of memory: the CPU decoder then decodes the lot, and names any bad file
+        rest = [i for i in range(len(blobs)) if i not in out]
+        out |= zip(rest, self._pool.map(self._decode, [blobs[i] for i in rest]), strict=True)
+        return [out[i] for i in range(len(blobs))]
+
+    @functools.cached_property
+    def _gpu_jpeg(self) -> Callable[[list[bytes]], list[RGBImage]] | None:
+        return jpeg_decoder(self.settings)
+
+    def _is_plain_jpeg(self, data: bytes) -> bool | ImageError:
+        try:
+            return is_plain_jpeg(data, max_bytes=self.settings.max_upload_bytes,
+                                 max_pixels=self.settings.max_image_pixels)
         except ImageError as exc:
             return exc
 

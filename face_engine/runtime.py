@@ -68,3 +68,16 @@ def device_search(settings: EngineSettings) -> Callable[[Any], Any] | None:
     from face_engine.sessions.torch_session import TorchExactSearch
 
     return lambda vectors: TorchExactSearch(vectors, device)
+
+
+def jpeg_decoder(settings: EngineSettings) -> Callable[[list[bytes]], list[Any]] | None:
+    """On a GPU with torchvision, a batch JPEG decoder running there (nvJPEG); else None."""
+    runtime, device = resolve(settings)
+    if runtime is not Runtime.TORCH or device != "cuda":
+        return None
+    from face_engine.sessions.torch_session import TorchJpegDecoder
+
+    try:
+        return TorchJpegDecoder(device).decode_many
+    except ImportError:  # torchvision is optional
+        return None

@@ -160,8 +160,9 @@ def _simd_columns(in_n: int, out_n: int) -> tuple[np.ndarray, np.ndarray, int]:
 class _RowTaps:
     top: np.ndarray  # source rows above and below each output row
     bottom: np.ndarray
-    tb: np.ndarray  # float64 fraction, as a column
-    tb32: np.ndarray  # the same and its complement in float32, for the SIMD columns
+    tb: np.ndarray  # float64 fraction and its complement, as columns
+    inv_tb: np.ndarray
+    tb32: np.ndarray  # the same in float32, for the SIMD columns
     inv_tb32: np.ndarray
 
 
@@ -174,7 +175,10 @@ class _ColTaps:
     inv_lr: np.ndarray
     tail_left: np.ndarray
     tail_right: np.ndarray
-    tail_frac: np.ndarray  # float64 fraction of the tail columns
+    tail_frac: np.ndarray  # float64 fraction of the tail columns and its complement
+    tail_inv: np.ndarray
+    tail_frac32: np.ndarray  # the same in float32 (the float planes' tail)
+    tail_inv32: np.ndarray
 
 
 @functools.lru_cache(maxsize=256)
@@ -183,7 +187,7 @@ def _row_taps(in_h: int, out_h: int) -> _RowTaps:
     ys = np.add.accumulate(np.r_[-y_scale, np.full(out_h, y_scale)])[1:]  # double, sequential
     top = np.floor(ys).astype(np.intp)
     tb = ys - top
-    return _RowTaps(top, np.minimum(top + 1, in_h - 1), tb[:, None],
+    return _RowTaps(top, np.minimum(top + 1, in_h - 1), tb[:, None], (1 - tb)[:, None],
                     tb.astype(np.float32)[:, None], (1 - tb).astype(np.float32)[:, None])
 
 
@@ -194,8 +198,10 @@ def _col_taps(in_w: int, out_w: int) -> _ColTaps:
     x_scale = (in_w - 1) / float(max(out_w - 1, 1))
     xs = np.add.accumulate(np.r_[-x_scale + n_simd * x_scale, np.full(out_w - n_simd, x_scale)])[1:]
     tail_left = np.floor(xs).astype(np.intp)
-    return _ColTaps(n_simd, left, left + 1, lr, np.float32(1) - lr, tail_left,
-                    np.minimum(tail_left + 1, in_w - 1), xs - tail_left)
+    frac = xs - tail_left
+    frac32 = frac.astype(np.float32)
+    return _ColTaps(n_simd, left, left + 1, lr, np.float32(1) - lr, tail_left, np.minimum(tail_left + 1, in_w - 1),
+                    frac, 1 - frac, frac32, np.float32(1) - frac32)
 
 
 def _resize_plane(src: Any, out_h: int, out_w: int, ops: ArrayOps = NUMPY) -> Any:
@@ -212,12 +218,10 @@ def _resize_plane(src: Any, out_h: int, out_w: int, ops: ArrayOps = NUMPY) -> An
                                 + (tbf * inv_lr) * rb[..., left] + (tbf * lr) * rb[..., right])
     if c.n_simd < out_w:
         tl, tr = ops.const(c.tail_left), ops.const(c.tail_right)
-        frac = ops.const(c.tail_frac.astype(np.float32))
-        inv = ops.const(np.float32(1) - c.tail_frac.astype(np.float32))
+        frac, inv = ops.const(c.tail_frac32), ops.const(c.tail_inv32)
         upper = inv * rt[..., tl] + frac * rt[..., tr]  # float32
         lower = inv * rb[..., tl] + frac * rb[..., tr]
-        tb = ops.const(r.tb)
-        inv_tb = ops.const(1 - r.tb)
+        tb, inv_tb = ops.const(r.tb), ops.const(r.inv_tb)
         out[..., c.n_simd :] = ops.f32(inv_tb * ops.f64(upper) + tb * ops.f64(lower))
     return out
 
@@ -336,8 +340,8 @@ def pyramid_up(image: Any, ops: ArrayOps = NUMPY) -> Any:
     if c.n_simd < out_w:
         # The RGB tail keeps its x fraction in double precision.
         tl, tr = ops.const(c.tail_left), ops.const(c.tail_right)
-        frac, inv = ops.const(c.tail_frac), ops.const(1 - c.tail_frac)
-        tb, inv_tb = ops.const(r.tb), ops.const(1 - r.tb)
+        frac, inv = ops.const(c.tail_frac), ops.const(c.tail_inv)
+        tb, inv_tb = ops.const(r.tb), ops.const(r.inv_tb)
         rt64, rb64 = ops.f64(rt), ops.f64(rb)
         val = inv_tb * (inv * rt64[..., tl] + frac * rt64[..., tr]) + tb * (inv * rb64[..., tl] + frac * rb64[..., tr])
         out[..., c.n_simd :] = ops.u8(val)

@@ -13,6 +13,7 @@ import torch
 from face_engine.port.detector import ArrayOps, Box, _resize_plane, pyramid_layout, pyramid_up
 
 _DTYPES = {"float32": torch.float32, "uint8": torch.uint8}
+_MAX_CONSTS = 4096
 
 
 class TorchOps(ArrayOps):
@@ -23,10 +24,13 @@ class TorchOps(ArrayOps):
         self._consts: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
 
     def const(self, a: np.ndarray) -> torch.Tensor:
-        # Tap arrays come from lru caches, so their id is stable while they live; the array is
-        # kept beside its tensor so the id cannot be reused by another array.
+        # Tap arrays live in the lru caches of the numpy module, so their id is stable while they
+        # live; the array is kept beside its tensor so the id cannot be reused by another one.
+        # The cache is bounded like those caches (a few image sizes' taps).
         hit = self._consts.get(id(a))
         if hit is None or hit[0] is not a:
+            if len(self._consts) >= _MAX_CONSTS:
+                self._consts.clear()
             hit = (a, torch.from_numpy(np.ascontiguousarray(a)).to(self.device))
             self._consts[id(a)] = hit
         return hit[1]

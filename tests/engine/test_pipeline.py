@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from face_engine.matching import confidence, distance, is_match
 from face_engine.pipeline import FacePipeline
@@ -311,3 +313,33 @@ def test_enrolment_embedding_averages_jittered_chips(engine, analysed):
     assert np.array_equal(jittered, engine.enrol_embedding(face))  # deterministic: re-encoding is idempotent
     plain = FacePipeline(replace(engine.settings, enrol_jitters=1))
     assert np.array_equal(plain.enrol_embedding(face), face.embedding)
+
+
+def test_batch_jpeg_decoder_takes_plain_jpegs_only(engine):
+    """Where a batch JPEG decoder is present (nvJPEG on a GPU), plain JPEGs go to it and every
+    other file to the CPU decoder; a decoder failure on corrupt data falls back to the CPU, which
+    names the error. Here the batch decoder is Pillow itself, so results must equal the CPU's."""
+    pipeline = FacePipeline(engine.settings)
+    png = io.BytesIO()
+    Image.open(DATA / PHOTOS["obama_small"]).save(png, "PNG")
+    good = photo("obama_small")
+    blobs = [good, png.getvalue(), b"not an image", good[: len(good) // 2]]
+    sent: list[int] = []
+
+    def batch_decoder(datas: list[bytes]) -> list[np.ndarray]:
+        sent.append(len(datas))
+        images = [pipeline.decode(d) for d in datas]  # raises on the truncated file, like nvJPEG
+        return images
+
+    def failing(datas: list[bytes]) -> list[np.ndarray]:
+        raise RuntimeError("nvJPEG: corrupt data")
+
+    want = [pipeline._decode(b) for b in blobs]
+    for decoder in (batch_decoder, failing):
+        pipeline.__dict__["_gpu_jpeg"] = decoder
+        got = pipeline._decode_many(blobs)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        assert isinstance(got[2], ImageError) and got[2].code == "not_an_image"
+        assert isinstance(got[3], ImageError) and got[3].code == want[3].code
+    assert sent == [2]  # the good JPEG and the truncated one (its header is fine); not the PNG
