@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make test-services`: the suite on the machine's PostgreSQL and Redis.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: setup run test test-fast lint clean
+.PHONY: setup run serve worker test test-services lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +25,26 @@ run: $(STAMP)
 	$(BIN)/python manage.py ensure_dev_superuser
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+## Production: migrate, collect static files, serve with gunicorn (gunicorn.conf.py). Needs at
+## least SECRET_KEY and ALLOWED_HOSTS; see README's configuration table.
+serve worker: export DJANGO_SETTINGS_MODULE := config.settings.production
+serve: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput
+	$(BIN)/gunicorn -c gunicorn.conf.py
+
+## Production Celery worker for background jobs (CELERY_BROKER_URL, CELERY_WORKER_CONCURRENCY).
+worker: $(STAMP)
+	@test -n "$$CELERY_BROKER_URL" || { echo "make worker: set CELERY_BROKER_URL (redis://… or amqp://…)" >&2; exit 1; }
+	$(BIN)/celery -A config worker
+
 ## Set everything up and run the whole test suite.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## The whole test suite on PostgreSQL and Redis (Django creates and drops test_<name>).
+test-services: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

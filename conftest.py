@@ -21,14 +21,18 @@ def data_dir() -> Path:
 def fresh_index_cache():
     """The process-wide index cache is keyed by the database's version counter, which restarts
     with every test database (rolled back): drop it so no test sees another test's faces."""
-    from django.conf import settings
-
-    if not settings.configured:  # engine-only runs with the Django plugin off
+    try:
+        from django.conf import settings
+    except ImportError:  # the engine alone, on a machine without Django (the GPU machine)
+        settings = None
+    if settings is None or not settings.configured:  # engine-only runs with the Django plugin off
         yield
         return
+    from people import index_version
     from recognition.index_cache import index_cache
 
     index_cache.clear()
+    index_version._publish_owed = False  # a publication another test's dead cache refused
     yield
     index_cache.clear()
 
@@ -110,3 +114,15 @@ def enrol_folder(root: Path = TRAIN, *, gallery=None, first_only: bool = False):
 def enrolled(db, engine):
     """Every photo of people/train enrolled (9 photos of 5 people)."""
     return enrol_folder()
+
+
+def database_env(settings) -> dict[str, str]:
+    """Environment for a server or worker subprocess to use this test's database (the test SQLite
+    file, or the PostgreSQL test database Django created)."""
+    from urllib.parse import quote
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return {"DATABASE_URL": "", "SQLITE_PATH": db["NAME"]}
+    credentials = f"{quote(db['USER'], safe='')}:{quote(db['PASSWORD'], safe='')}"
+    return {"DATABASE_URL": f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{quote(db['NAME'])}"}

@@ -33,6 +33,7 @@ api = [
     path("faces/<int:pk>/image/", FaceFileApi.as_view(kind="image"), name="face-image"),
     path("faces/<int:pk>/thumbnail/", FaceFileApi.as_view(kind="thumbnail"), name="face-thumbnail"),
     path("jobs/<uuid:pk>/", JobDetailApi.as_view(), name="job-detail"),
+    path("audit/", include("audit.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

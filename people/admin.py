@@ -7,6 +7,7 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.services import audit_context, audit_record
 from jobs.services import batch_generate_encodings, regenerate_all_encodings
 from people import services
 from people.index_version import index_version_bump
@@ -84,7 +85,7 @@ def _queue(modeladmin, request, face_ids, what: str) -> None:
     if not face_ids:
         modeladmin.message_user(request, "Nothing to encode.", messages.WARNING)
         return
-    job = batch_generate_encodings(face_ids, user=request.user)
+    job = batch_generate_encodings(face_ids, user=request.user, request_id=audit_context(request)["request_id"])
     modeladmin.message_user(request, f"{what}: job {job.pk} queued for {len(face_ids)} face(s).")
 
 
@@ -101,7 +102,7 @@ def reencode_selected(modeladmin, request, queryset):
 
 @admin.action(description="Re-encode every face (all people)")
 def reencode_all(modeladmin, request, queryset):
-    job = regenerate_all_encodings(user=request.user)
+    job = regenerate_all_encodings(user=request.user, request_id=audit_context(request)["request_id"])
     modeladmin.message_user(request, f"Re-encode all: job {job.pk} queued.")
 
 
@@ -169,16 +170,21 @@ class FaceAdmin(admin.ModelAdmin):
         return encoding_size(face)
 
     def save_model(self, request, obj, form, change):
+        # The admin saves inside a transaction: the record commits or rolls back with the change.
         super().save_model(request, obj, form, change)
         if "person" in form.changed_data:
             index_version_bump()  # the index maps this face to its person
+            audit_record(action="face.update", target_type="face", target_ids=[obj.pk],
+                         details={"fields": ["person"], "person_id": obj.person_id,
+                                  "from_person_id": form.initial.get("person")},
+                         **audit_context(request))
 
     def delete_model(self, request, obj):
-        services.face_delete(face=obj)
+        services.face_delete(face=obj, **audit_context(request))
 
     def delete_queryset(self, request, queryset):
         for face in queryset:
-            services.face_delete(face=face)
+            services.face_delete(face=face, **audit_context(request))
 
 
 @admin.action(description="Encode the faces of the selected people")
@@ -211,16 +217,22 @@ class PersonAdmin(admin.ModelAdmin):
         return person.face_count
 
     def delete_model(self, request, obj):
-        services.person_delete(person=obj)
+        services.person_delete(person=obj, **audit_context(request))
 
     def delete_queryset(self, request, queryset):
         for person in queryset:
-            services.person_delete(person=person)
+            services.person_delete(person=person, **audit_context(request))
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         with transaction.atomic():
             index_version_bump()  # gallery membership changes what a gallery search sees
+            person = form.instance
+            audit_record(action="person.update" if change else "person.create", target_type="person",
+                         target_ids=[person.pk],
+                         details={"fields": sorted(form.changed_data),
+                                  "galleries": sorted(person.galleries.values_list("id", flat=True))},
+                         **audit_context(request))
 
 
 @admin.register(Gallery)
@@ -236,9 +248,15 @@ class GalleryAdmin(admin.ModelAdmin):
     def member_count(self, gallery):
         return gallery.member_total
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        audit_record(action="gallery.update" if change else "gallery.create", target_type="gallery",
+                     target_ids=[obj.pk], details={"slug": obj.slug, "fields": sorted(form.changed_data)},
+                     **audit_context(request))
+
     def delete_model(self, request, obj):
-        services.gallery_delete(gallery=obj)
+        services.gallery_delete(gallery=obj, **audit_context(request))
 
     def delete_queryset(self, request, queryset):
         for gallery in queryset:
-            services.gallery_delete(gallery=gallery)
+            services.gallery_delete(gallery=gallery, **audit_context(request))

@@ -12,6 +12,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import audit_context
 from core.errors import error_body
 from core.pagination import PageNumberPagination
 from jobs.services import batch_generate_encodings
@@ -34,7 +35,7 @@ class GalleryListCreateApi(generics.ListCreateAPIView):
         return selectors.gallery_list(search=self.request.query_params.get("search", ""))
 
     def perform_create(self, serializer):
-        serializer.instance = services.gallery_create(**serializer.validated_data)
+        serializer.instance = services.gallery_create(**serializer.validated_data, **audit_context(self.request))
 
 
 class GalleryDetailApi(generics.RetrieveUpdateDestroyAPIView):
@@ -44,10 +45,11 @@ class GalleryDetailApi(generics.RetrieveUpdateDestroyAPIView):
         return selectors.gallery_list()
 
     def perform_update(self, serializer):
-        serializer.instance = services.gallery_update(gallery=serializer.instance, **serializer.validated_data)
+        serializer.instance = services.gallery_update(gallery=serializer.instance, **serializer.validated_data,
+                                                      **audit_context(self.request))
 
     def perform_destroy(self, instance):
-        services.gallery_delete(gallery=instance)
+        services.gallery_delete(gallery=instance, **audit_context(self.request))
 
 
 PERSON_FILTERS = [
@@ -71,7 +73,7 @@ class PersonListCreateApi(APIView):
     def post(self, request):
         serializer = PersonInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        person = services.person_create(**serializer.validated_data)
+        person = services.person_create(**serializer.validated_data, **audit_context(request))
         person = selectors.person_list().get(pk=person.pk)
         return Response(PersonOutputSerializer(person).data, status=status.HTTP_201_CREATED)
 
@@ -96,12 +98,12 @@ class PersonDetailApi(APIView):
         person = self._get(pk)
         serializer = PersonInputSerializer(instance=person, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        services.person_update(person=person, **serializer.validated_data)
+        services.person_update(person=person, **serializer.validated_data, **audit_context(request))
         return Response(PersonOutputSerializer(self._get(pk)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
-        services.person_delete(person=get_object_or_404(Person, pk=pk))
+        services.person_delete(person=get_object_or_404(Person, pk=pk), **audit_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -127,12 +129,14 @@ class PersonFacesApi(APIView):
         serializer = EnrolInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        who = audit_context(request)
         outcomes = services.face_enroll(person=person, uploads=data["image"], largest=data["largest"],
-                                        run_async=data["run_async"])
+                                        run_async=data["run_async"], **who)
         context = {"request": request}
         if data["run_async"]:
             new_ids = [o.face.pk for o in outcomes if o.face is not None and not o.duplicate]
-            job = batch_generate_encodings(new_ids, largest=data["largest"], user=request.user) if new_ids else None
+            job = batch_generate_encodings(new_ids, largest=data["largest"], user=who["actor"],
+                                           request_id=who["request_id"]) if new_ids else None
             body = {
                 "success": all(o.error is None for o in outcomes),
                 "job_id": str(job.pk) if job else None,
@@ -182,7 +186,7 @@ class FaceDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
-        services.face_delete(face=get_object_or_404(Face, pk=pk))
+        services.face_delete(face=get_object_or_404(Face, pk=pk), **audit_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -2,12 +2,15 @@
 
 Each process compares the token it built its index from with `current_index_token()` on every
 request. With a shared cache (Redis) that is one cache read; with a process-local cache, or when
-the shared cache is unreachable, it is one primary-key read of `IndexState`.
+the shared cache is unreachable, it is one primary-key read of `IndexState`. The token also counts
+this process's own writes, so a process sees them on its next request even when the cache was not
+told (the cache was down at commit time, or a test's transaction never commits).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 
 from django.conf import settings
@@ -19,6 +22,9 @@ from people.models import IndexState
 
 logger = logging.getLogger(__name__)
 CACHE_KEY = "face-index-version"
+_local_writes = 0
+_local_writes_lock = threading.Lock()
+_publish_owed = False
 
 
 def cache_is_shared() -> bool:
@@ -33,25 +39,39 @@ def db_index_version() -> int:
 
 def index_version_bump() -> None:
     """Call inside the writing transaction; the cache is told only once the write is committed."""
+    global _local_writes
     updated = IndexState.objects.filter(pk=1).update(version=F("version") + 1)
     if not updated:
         IndexState.objects.get_or_create(pk=1, defaults={"version": 1})
+    with _local_writes_lock:
+        _local_writes += 1
     transaction.on_commit(_publish)
 
 
 def _publish() -> None:
+    global _publish_owed
     if not cache_is_shared():
         return
     try:
         cache.set(CACHE_KEY, f"c-{uuid.uuid4().hex}", timeout=None)
+        _publish_owed = False
     except Exception:  # noqa: BLE001 - the database version still tells every process
+        # Owed: processes that read the cache's old token after it is back (it was unreachable
+        # from here only, or it kept its data over a restart) would miss this write.
+        _publish_owed = True
         logger.warning("could not publish the index version to the cache", exc_info=True)
 
 
 def current_index_token() -> str:
+    return f"{_shared_token()}/{_local_writes}"
+
+
+def _shared_token() -> str:
     if not cache_is_shared():
         return f"db-{db_index_version()}"
     try:
+        if _publish_owed:  # this process wrote while the cache was unreachable: tell it now
+            _publish()
         token = cache.get(CACHE_KEY)
         if token is None:
             token = f"db-{db_index_version()}"

@@ -1,11 +1,13 @@
-"""Writes to people, galleries and faces. Each write bumps the index version after commit."""
+"""Writes to people, galleries and faces. Each write bumps the index version after commit and
+leaves an audit record in its transaction (``actor`` and ``request_id`` say who asked and in which
+request; management commands and tests leave them blank)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
@@ -13,6 +15,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
+from audit.services import audit_record
 from core.errors import ServiceError
 from face_engine.types import ImageError, ImageFaces
 from people.engine import pipeline
@@ -25,22 +28,30 @@ logger = logging.getLogger(__name__)
 # ---- galleries -------------------------------------------------------------------------------
 
 @transaction.atomic
-def gallery_create(*, name: str, slug: str, description: str = "") -> Gallery:
-    return Gallery.objects.create(name=name, slug=slug, description=description)
-
-
-@transaction.atomic
-def gallery_update(*, gallery: Gallery, **fields) -> Gallery:
-    for key, value in fields.items():
-        setattr(gallery, key, value)
-    gallery.save()
+def gallery_create(*, name: str, slug: str, description: str = "", actor=None, request_id: str = "") -> Gallery:
+    gallery = Gallery.objects.create(name=name, slug=slug, description=description)
+    audit_record(actor=actor, action="gallery.create", target_type="gallery", target_ids=[gallery.pk],
+                 details={"slug": slug}, request_id=request_id)
     return gallery
 
 
 @transaction.atomic
-def gallery_delete(*, gallery: Gallery) -> None:
+def gallery_update(*, gallery: Gallery, actor=None, request_id: str = "", **fields) -> Gallery:
+    for key, value in fields.items():
+        setattr(gallery, key, value)
+    gallery.save()
+    audit_record(actor=actor, action="gallery.update", target_type="gallery", target_ids=[gallery.pk],
+                 details={"fields": sorted(fields)}, request_id=request_id)
+    return gallery
+
+
+@transaction.atomic
+def gallery_delete(*, gallery: Gallery, actor=None, request_id: str = "") -> None:
+    pk, slug = gallery.pk, gallery.slug
     gallery.delete()
     index_version_bump()
+    audit_record(actor=actor, action="gallery.delete", target_type="gallery", target_ids=[pk],
+                 details={"slug": slug}, request_id=request_id)
 
 
 # ---- people ----------------------------------------------------------------------------------
@@ -48,33 +59,46 @@ def gallery_delete(*, gallery: Gallery) -> None:
 @transaction.atomic
 def person_create(
     *, name: str, external_id: str | None = None, metadata: dict | None = None,
-    galleries: Iterable[Gallery] = (),
+    galleries: Iterable[Gallery] = (), actor=None, request_id: str = "",
 ) -> Person:
     person = Person.objects.create(name=name, external_id=external_id or None, metadata=metadata or {})
     galleries = list(galleries)
     if galleries:
         person.galleries.set(galleries)
+    audit_record(actor=actor, action="person.create", target_type="person", target_ids=[person.pk],
+                 details={"galleries": sorted(g.pk for g in galleries)}, request_id=request_id)
     return person
 
 
 @transaction.atomic
-def person_update(*, person: Person, galleries: Iterable[Gallery] | None = None, **fields) -> Person:
+def person_update(
+    *, person: Person, galleries: Iterable[Gallery] | None = None, actor=None, request_id: str = "", **fields
+) -> Person:
     if "external_id" in fields:
         fields["external_id"] = fields["external_id"] or None  # blank means "none", not ""
     for key, value in fields.items():
         setattr(person, key, value)
     person.save()
+    details: dict = {"fields": sorted(fields)}
     if galleries is not None:
-        person.galleries.set(list(galleries))
+        galleries = list(galleries)
+        person.galleries.set(galleries)
         index_version_bump()
+        details["galleries"] = sorted(g.pk for g in galleries)
+    audit_record(actor=actor, action="person.update", target_type="person", target_ids=[person.pk],
+                 details=details, request_id=request_id)
     return person
 
 
 @transaction.atomic
-def person_delete(*, person: Person) -> None:
-    files = _face_files(person.faces.all())
+def person_delete(*, person: Person, actor=None, request_id: str = "") -> None:
+    faces = list(person.faces.all())
+    files = _face_files(faces)
+    pk = person.pk
     person.delete()
     index_version_bump()
+    audit_record(actor=actor, action="person.delete", target_type="person", target_ids=[pk],
+                 details={"face_ids": [f.pk for f in faces]}, request_id=request_id)
     transaction.on_commit(lambda: _delete_files(files))
 
 
@@ -154,10 +178,12 @@ def read_upload(upload) -> bytes:
 
 
 def face_enroll(
-    *, person: Person, uploads: Sequence, largest: bool = False, run_async: bool = False
+    *, person: Person, uploads: Sequence, largest: bool = False, run_async: bool = False,
+    actor=None, request_id: str = "",
 ) -> list[EnrolOutcome]:
     """Enrol each uploaded photo. Synchronously: refused photos are not kept. With ``run_async``
-    the photos are stored as pending and encoded by a job (see jobs.services)."""
+    the photos are stored as pending and encoded by a job (see jobs.services). One audit record
+    when any face was stored; a request that stored nothing wrote nothing and leaves none."""
     outcomes: list[EnrolOutcome] = []
     blobs: list[bytes] = []
     for upload in uploads:
@@ -185,6 +211,8 @@ def face_enroll(
         with transaction.atomic():
             for i in todo:
                 outcomes[i].face = _face_store(person, blobs[i], digests[i], outcomes[i].filename)
+            if todo:
+                _audit_enrol(person, outcomes, run_async=True, actor=actor, request_id=request_id)
         return outcomes
 
     results = pipeline().analyze_bytes([blobs[i] for i in todo])
@@ -209,7 +237,23 @@ def face_enroll(
             stored = True
         if stored:
             index_version_bump()
+            _audit_enrol(person, outcomes, run_async=False, actor=actor, request_id=request_id)
     return outcomes
+
+
+def _audit_enrol(person: Person, outcomes: Sequence[EnrolOutcome], *, run_async: bool, actor,
+                 request_id: str) -> None:
+    new = [o.face.pk for o in outcomes if o.face is not None and not o.duplicate]
+    audit_record(
+        actor=actor, action="face.enrol", target_type="face", target_ids=new, request_id=request_id,
+        details={
+            "person_id": person.pk,
+            "async": run_async,
+            "faces": [{"face_id": o.face.pk if o.face else None, "duplicate": o.duplicate,
+                       "status": o.error.error_code if o.error else o.face.status if o.face else None}
+                      for o in outcomes],
+        },
+    )
 
 
 def _safe_name(filename: str) -> str:
@@ -224,17 +268,23 @@ def _face_store(person: Person, data: bytes, digest: str, filename: str) -> Face
     return face
 
 
-def face_encode_many(*, face_ids: Sequence[int], largest: bool = False) -> dict[int, str]:
+def face_encode_many(
+    *, face_ids: Sequence[int], largest: bool = False, actor=None, request_id: str = "", job_id: str = "",
+    on_batch: Callable[[Sequence[int], dict[int, str]], None] | None = None,
+) -> dict[int, str]:
     """(Re-)encode stored faces from their stored image, in engine batches.
 
     Returns {face_id: error message} for faces that could not be encoded. Idempotent: running it
-    twice leaves the same embeddings.
+    twice leaves the same embeddings. One audit record per batch (``job_id`` says which job ran it).
+    ``on_batch(batch_ids, batch_errors)`` runs inside each batch's transaction, so whatever it writes
+    (a job's progress) commits together with the batch's faces, or not at all.
     """
     errors: dict[int, str] = {}
     engine = pipeline()
     batch = max(1, engine.settings.max_batch_size)
     for start in range(0, len(face_ids), batch):
-        faces = list(Face.objects.filter(pk__in=face_ids[start : start + batch]).select_related("person"))
+        batch_ids = list(face_ids[start : start + batch])
+        faces = list(Face.objects.filter(pk__in=batch_ids).select_related("person"))
         blobs = []
         for face in faces:
             try:
@@ -245,6 +295,7 @@ def face_encode_many(*, face_ids: Sequence[int], largest: bool = False) -> dict[
                 errors[face.pk] = f"stored image unreadable: {exc}"
         results = engine.analyze_bytes(blobs)
         with transaction.atomic():
+            statuses: dict[int, str] = {}
             for face, result in zip(faces, results, strict=True):
                 refusal = _apply_result(face, result, largest=largest)
                 if face.pk in errors:
@@ -258,13 +309,23 @@ def face_encode_many(*, face_ids: Sequence[int], largest: bool = False) -> dict[
                     if Face.objects.filter(pk=face.pk).exists():
                         raise
                     errors.pop(face.pk, None)
+                    continue
+                statuses[face.pk] = face.status
             index_version_bump()
+            if statuses:
+                audit_record(actor=actor, action="face.encode", target_type="face", target_ids=list(statuses),
+                             details={"statuses": statuses, "job_id": job_id or None}, request_id=request_id)
+            if on_batch is not None:
+                on_batch(batch_ids, {pk: errors[pk] for pk in batch_ids if pk in errors})
     return errors
 
 
 @transaction.atomic
-def face_delete(*, face: Face) -> None:
+def face_delete(*, face: Face, actor=None, request_id: str = "") -> None:
     files = _face_files([face])
+    pk = face.pk
     face.delete()
     index_version_bump()
+    audit_record(actor=actor, action="face.delete", target_type="face", target_ids=[pk],
+                 details={"person_id": face.person_id}, request_id=request_id)
     transaction.on_commit(lambda: _delete_files(files))

@@ -10,6 +10,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.services import audit_context
 from core.errors import ServiceError, error_body
 from core.permissions import IsAuthenticatedUser, IsStaff
 from face_engine.types import ImageError
@@ -51,7 +52,7 @@ class RecognizeApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         options = _options(data)
-        result = services.recognize_images([read_upload(data["image"])], options)[0]
+        result = services.recognize_images([read_upload(data["image"])], options, **audit_context(request))[0]
         if isinstance(result, ImageError):
             raise result
         return Response({**result, "processing_time_ms": _elapsed_ms(start)})
@@ -75,12 +76,13 @@ class BatchRecognizeApi(APIView):
             except ServiceError as exc:
                 refused[i] = error_body(exc.error_code, exc.message)
                 blobs.append(b"")
-        todo = [i for i in range(len(blobs)) if i not in refused]
-        results = services.recognize_images([blobs[i] for i in todo], options)
-        per_image: list[dict] = [refused.get(i, {}) for i in range(len(blobs))]
-        for i, result in zip(todo, results, strict=True):
-            per_image[i] = (error_body(result.code, result.message) if isinstance(result, ImageError)
-                            else result)
+        # Refused uploads go in empty (the engine fails them at once) so the audit counts them.
+        results = services.recognize_images(blobs, options, action="recognition.batch", **audit_context(request))
+        per_image: list[dict] = [
+            refused[i] if i in refused
+            else error_body(result.code, result.message) if isinstance(result, ImageError) else result
+            for i, result in enumerate(results)
+        ]
         for i, (upload, body) in enumerate(zip(data["images"], per_image, strict=True)):
             body["index"], body["filename"] = i, upload.name
         failed = sum(1 for body in per_image if not body["success"])
@@ -105,11 +107,11 @@ class VerifyApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if "image_a" in data:
-            body = services.verify(image_a=read_upload(data["image_a"]),
-                                   image_b=read_upload(data["image_b"]), threshold=data.get("threshold"))
+            body = services.verify(image_a=read_upload(data["image_a"]), image_b=read_upload(data["image_b"]),
+                                   threshold=data.get("threshold"), **audit_context(request))
         else:
             body = services.verify(image_a=read_upload(data["image"]), person=data["person_id"],
-                                   threshold=data.get("threshold"))
+                                   threshold=data.get("threshold"), **audit_context(request))
         return Response({**body, "processing_time_ms": _elapsed_ms(start)})
 
 
@@ -140,15 +142,16 @@ class EncodingsApi(APIView):
         serializer = EncodingsInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         scope = serializer.validated_data["scope"]
+        request_id = audit_context(request)["request_id"]
         if scope == "all":
-            job = regenerate_all_encodings(user=request.user)
+            job = regenerate_all_encodings(user=request.user, request_id=request_id)
         elif scope == "missing":
-            job = batch_generate_encodings(None, user=request.user)
+            job = batch_generate_encodings(None, user=request.user, request_id=request_id)
         else:
             known = set(Face.objects.filter(pk__in=scope).values_list("id", flat=True))
             unknown = sorted(set(scope) - known)
             if unknown:
                 raise ServiceError("unknown_faces", f"No faces with ids {unknown}.", status_code=400)
-            job = batch_generate_encodings(scope, user=request.user)
+            job = batch_generate_encodings(scope, user=request.user, request_id=request_id)
         return Response({"success": True, "job_id": str(job.pk), "state": job.state,
                          "total": job.total}, status=status.HTTP_202_ACCEPTED)

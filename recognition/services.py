@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.services import audit_record
 from core.errors import ServiceError
 from core.metrics import metrics
 from face_engine.matching import confidence, distance, is_match
@@ -71,8 +72,15 @@ def _face_dict(face: EngineFace, matches: list[Match], names: dict[int, str],
     }
 
 
-def recognize_images(blobs: Sequence[bytes], options: RecognizeOptions) -> list[dict | ImageError]:
-    """Recognise every face of every image, as one engine batch; a bad image fails alone."""
+def recognize_images(
+    blobs: Sequence[bytes], options: RecognizeOptions, *, action: str = "recognition.recognize",
+    actor=None, request_id: str = "",
+) -> list[dict | ImageError]:
+    """Recognise every face of every image, as one engine batch; a bad image fails alone.
+
+    Leaves one audit record, ``action`` ("recognition.recognize" or "recognition.batch"), naming
+    the people recognised.
+    """
     threshold = options.resolved_threshold()
     results = pipeline().analyze_bytes(blobs)
     index = index_cache.get()
@@ -99,7 +107,27 @@ def recognize_images(blobs: Sequence[bytes], options: RecognizeOptions) -> list[
             faces.append(_face_dict(face, found[cursor], names, options, threshold))
             cursor += 1
         out.append(_image_response(faces, timings))
+    _audit_recognition(out, options, threshold, action=action, actor=actor, request_id=request_id)
     return out
+
+
+def _audit_recognition(out: list[dict | ImageError], options: RecognizeOptions, threshold: float, *,
+                       action: str, actor, request_id: str) -> None:
+    faces = [face for result in out if isinstance(result, dict) for face in result["faces"]]
+    matched = [face["top_match"]["person_id"] for face in faces if face["top_match"]]
+    audit_record(
+        actor=actor, action=action, target_type="person", target_ids=sorted(set(matched)),
+        request_id=request_id,
+        details={
+            "images": len(out),
+            "failed_images": sum(1 for result in out if isinstance(result, ImageError)),
+            "faces": len(faces),
+            "matched_person_ids": matched,  # one per recognised face, largest face first
+            "unknown": len(faces) - len(matched),
+            "gallery_id": options.gallery.pk if options.gallery else None,
+            "threshold": threshold,
+        },
+    )
 
 
 def _image_response(faces: list[dict], timings: dict[str, float]) -> dict:
@@ -131,8 +159,11 @@ def _largest_embedding(data: bytes, what: str) -> np.ndarray:
 
 
 def verify(*, image_a: bytes, image_b: bytes | None = None, person: Person | None = None,
-           threshold: float | None = None) -> dict:
-    """Same person? Two images (largest face of each), or an image against a person's faces."""
+           threshold: float | None = None, actor=None, request_id: str = "") -> dict:
+    """Same person? Two images (largest face of each), or an image against a person's faces.
+
+    An answer leaves an audit record; a refusal (no face, nothing to compare with) leaves none.
+    """
     limit = threshold if threshold is not None else pipeline().settings.match_threshold
     probe = _largest_embedding(image_a, "image_a" if image_b is not None else "image")
     if image_b is not None:
@@ -158,4 +189,8 @@ def verify(*, image_a: bytes, image_b: bytes | None = None, person: Person | Non
     }
     if person is not None:
         body.update({"person_id": person.pk, "person_name": person.name, "face_id": face_id})
+    audit_record(actor=actor, action="recognition.verify", target_type="person" if person else "",
+                 target_ids=[person.pk] if person else [], request_id=request_id,
+                 details={"mode": "person" if person else "pair", "is_match": body["is_match"],
+                          "face_id": face_id, "threshold": limit})
     return body

@@ -1,7 +1,7 @@
 """Two real server processes on one database never disagree for longer than one request.
 
 Process A is this test process (Django's test client); process B is `manage.py runserver` in a
-subprocess on the same SQLite file and media folder. Each keeps its own in-memory index.
+subprocess on the same database and media folder. Each keeps its own in-memory index.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import MISC, TEST, TRAIN, make_client, upload
+from conftest import MISC, TEST, TRAIN, database_env, make_client, upload
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -28,11 +28,19 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(params=["locmem", "file"])
+@pytest.fixture(params=["locmem", "file", pytest.param("redis", marks=pytest.mark.services)])
 def cache_url(request, tmp_path, settings):
-    """locmem: each process checks the database version; file: a cache both processes share."""
+    """locmem: each process checks the database version; file and redis: a cache both processes share."""
     if request.param == "locmem":
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
         return "locmem://"
+    if request.param == "redis":
+        from django.core.cache import cache
+
+        url = "redis://127.0.0.1:6379/13"
+        settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url}}
+        cache.clear()
+        return url
     location = tmp_path / "shared-cache"
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                                    "LOCATION": str(location)}}
@@ -45,7 +53,7 @@ def server_b(settings, cache_url, engine):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.base",
-        "SQLITE_PATH": settings.DATABASES["default"]["NAME"],
+        **database_env(settings),
         "MEDIA_ROOT": settings.MEDIA_ROOT,
         "CACHE_URL": cache_url,
         "THROTTLE_USER": "100000/minute",

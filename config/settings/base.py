@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from config.env import BASE_DIR, env_bool, env_int, env_list, env_str
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import (
+    BASE_DIR,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    postgres_from_url,
+    redacted,
+    sqlite_path_from_url,
+)
 from face_engine.settings import EngineSettings
 
-SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-key-change-me-in-production")
+DEV_SECRET_KEY = "dev-insecure-key-change-me-in-production"  # refused by config.settings.production
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DEBUG", True)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 
@@ -28,9 +42,11 @@ INSTALLED_APPS = [
     "people",
     "recognition",
     "jobs",
+    "audit",
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestLogMiddleware",  # first: it times and logs everything below, redirects included
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -59,12 +75,15 @@ TEMPLATES = [
     },
 ]
 
+DATABASE_URL = env_str("DATABASE_URL")
 SQLITE_PATH = env_str("SQLITE_PATH", str(VAR_DIR / "db.sqlite3"))
-Path(SQLITE_PATH).parent.mkdir(parents=True, exist_ok=True)
-DATABASES = {
-    "default": {
+
+
+def _sqlite(path: str) -> dict[str, Any]:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": SQLITE_PATH,
+        "NAME": path,
         "OPTIONS": {
             # Writers from request threads and the in-process job pool wait instead of failing.
             "timeout": 30,
@@ -72,20 +91,53 @@ DATABASES = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
     }
-}
-
-CACHE_URL = env_str("CACHE_URL", "locmem://")
 
 
-def _cache_from_url(url: str) -> dict[str, object]:
+def _postgres(url: str) -> dict[str, Any]:
+    database = postgres_from_url(url)
+    # Django's own pool (psycopg_pool) replaces persistent connections, so CONN_MAX_AGE must be 0;
+    # with CONN_HEALTH_CHECKS the pool checks a connection before handing it out.
+    database.update(ENGINE="django.db.backends.postgresql", CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
+    # A database outage fails a request within seconds instead of hanging it.
+    database["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+    database["OPTIONS"]["pool"] = {
+        "min_size": env_int("DB_POOL_MIN", 1),
+        "max_size": env_int("DB_POOL_MAX", 4),  # a request thread and the job threads of one process
+        "timeout": env_float("DB_POOL_TIMEOUT", 5.0),  # seconds to wait for a free connection
+    }
+    return database
+
+
+def _database(url: str) -> dict[str, Any]:
+    if not url:
+        return _sqlite(SQLITE_PATH)
+    scheme = url.partition("://")[0]
+    if scheme == "sqlite":
+        return _sqlite(sqlite_path_from_url(url))
+    if scheme in ("postgres", "postgresql"):
+        return _postgres(url)
+    raise ImproperlyConfigured(f"DATABASE_URL must start with postgres://, postgresql:// or sqlite://, "
+                               f"got {redacted(url)!r}")
+
+
+DATABASES = {"default": _database(DATABASE_URL)}
+
+REDIS_URL = env_str("REDIS_URL")
+CACHE_URL = env_str("CACHE_URL") or REDIS_URL or "locmem://"
+
+
+def _cache_from_url(url: str) -> dict[str, Any]:
     if url.startswith("locmem://"):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "facerec"}
     if url.startswith("file://"):
         return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                 "LOCATION": url.removeprefix("file://")}
     if url.startswith(("redis://", "rediss://")):
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-    raise ValueError(f"CACHE_URL must start with locmem://, file:// or redis://, got {url!r}")
+        # Short timeouts: a Redis outage costs a request under a second, and its errors are raised
+        # (IGNORE_EXCEPTIONS is off) so the index version falls back to the database.
+        return {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": url,
+                "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 1.0}}
+    raise ImproperlyConfigured(f"CACHE_URL must start with locmem://, file:// or redis://, got {redacted(url)!r}")
 
 
 CACHES = {"default": _cache_from_url(CACHE_URL)}
@@ -103,7 +155,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 MEDIA_URL = "media/"
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -129,8 +181,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 50),
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "core.throttling.AnonRateThrottle",
+        "core.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("THROTTLE_ANON", "30/minute"),
@@ -153,7 +205,18 @@ SPECTACULAR_SETTINGS = {
 
 # Jobs: Celery when a broker is configured, an in-process worker pool otherwise.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
-CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or REDIS_URL or None
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2)
+# A broker outage fails a job's dispatch within seconds instead of hanging the request; a worker
+# keeps reconnecting for as long as the broker is down.
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 3  # the Redis result backend's
+CELERY_REDIS_SOCKET_TIMEOUT = 10
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -162,11 +225,32 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 JOBS_WORKERS = env_int("JOBS_WORKERS", 2)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # faiss announces which CPU build it loaded at INFO on every start.
-    "loggers": {"faiss.loader": {"level": "WARNING"}},
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMATTERS = {
+    "json": {"()": "core.logging.JsonFormatter"},
+    "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
 }
+
+
+def logging_settings(log_format: str) -> dict[str, Any]:
+    """Every record, Django's and Celery's included, through one handler: JSON lines or plain text."""
+    if log_format not in LOG_FORMATTERS:
+        raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, got {log_format!r}")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": LOG_FORMATTERS[log_format]},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
+        "root": {"handlers": ["console"], "level": LOG_LEVEL},
+        "loggers": {
+            # Naming Django's loggers drops the handlers Django gives them: they reach the root's once.
+            "django": {"level": "INFO"},
+            "django.server": {"level": "WARNING", "propagate": True},  # requests: core.middleware logs them
+            # faiss announces which CPU build it loaded at INFO on every start.
+            "faiss.loader": {"level": "WARNING"},
+        },
+    }
+
+
+LOGGING_CONFIG = "core.logging.configure"
+LOGGING = logging_settings(env_str("LOG_FORMAT", "text"))

@@ -33,7 +33,8 @@ class Command(BaseCommand):
             if not path.is_file():
                 raise CommandError(f"{path}: no such file")
             blobs.append(path.read_bytes())
-        results = recognize_images(blobs, options_)
+        action = "recognition.batch" if len(blobs) > 1 else "recognition.recognize"
+        results = recognize_images(blobs, options_, action=action)
         report = []
         for name, result in zip(files, results, strict=True):
             if isinstance(result, ImageError):

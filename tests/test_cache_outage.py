@@ -1,0 +1,53 @@
+"""A Redis outage slows nothing down and breaks nothing: the index version falls back to the
+database, throttles let requests through, and health says the cache is down."""
+
+import pytest
+
+from conftest import MISC, TRAIN, upload
+
+# Nothing listens on port 1: every cache call fails at once, as when Redis is down.
+DEAD_REDIS = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0",
+                          "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 1.0}}}
+
+
+@pytest.fixture
+def redis_down(settings):
+    settings.CACHES = DEAD_REDIS
+
+
+def test_recognition_works_while_redis_is_down(engine, user_client, redis_down, db):
+    from people.services import face_enroll, person_create
+
+    person = person_create(name="obama")
+    face_enroll(person=person, uploads=[upload(TRAIN / "obama" / "obama.jpg")])
+    response = user_client.post("/api/faces/recognize/", {"image": upload(MISC / "obama_small.jpg")})
+    assert response.status_code == 200, response.content
+    assert [face["label"] for face in response.json()["faces"]] == ["obama"]
+
+    # A write is seen on the next request: the version is read from the database.
+    person_two = person_create(name="biden")
+    face_enroll(person=person_two, uploads=[upload(TRAIN / "biden" / "biden.jpg")])
+    response = user_client.post("/api/faces/recognize/", {"image": upload(MISC / "biden.jpg")})
+    assert [face["label"] for face in response.json()["faces"]] == ["biden"]
+
+
+def test_health_reports_the_cache_down(anon_client, redis_down, db):
+    response = anon_client.get("/api/health/")
+    assert response.status_code == 503
+    assert response.json()["cache"] is False and response.json()["database"] is True
+
+
+@pytest.mark.services
+def test_the_index_version_travels_through_redis(settings, db):
+    """With the real Redis as the cache, a published version is what every process reads."""
+    from django.core.cache import cache
+
+    from people.index_version import CACHE_KEY, _publish, current_index_token
+
+    settings.CACHES = {"default": {**DEAD_REDIS["default"], "LOCATION": "redis://127.0.0.1:6379/14"}}
+    cache.delete(CACHE_KEY)
+    first = current_index_token()
+    assert first.startswith("db-") and cache.get(CACHE_KEY) == first.partition("/")[0]
+    _publish()
+    assert cache.get(CACHE_KEY).startswith("c-") and current_index_token() != first
+    cache.delete(CACHE_KEY)
