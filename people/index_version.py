@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 from django.conf import settings
@@ -25,6 +26,7 @@ CACHE_KEY = "face-index-version"
 _local_writes = 0
 _local_writes_lock = threading.Lock()
 _publish_owed = False
+_db_seen: tuple[str, int, float] | None = None  # (shared token, database version, when read)
 
 
 def cache_is_shared() -> bool:
@@ -63,7 +65,23 @@ def _publish() -> None:
 
 
 def current_index_token() -> str:
-    return f"{_shared_token()}/{_local_writes}"
+    shared = _shared_token()
+    if shared.startswith("db-"):  # read from the database just now
+        return f"{shared}/{_local_writes}"
+    return f"{shared}/db-{_checked_db_version(shared)}/{_local_writes}"
+
+
+def _checked_db_version(shared: str) -> int:
+    """The database's version as last read: read again whenever the shared token moves, and at
+    least every INDEX_DB_CHECK_SECONDS. A write whose publish the cache missed (it was unreachable,
+    or restarted empty and was re-seeded with an old token) is so noticed by every process within
+    that time, even by one that served nothing while the cache was down."""
+    global _db_seen
+    seen, now = _db_seen, time.monotonic()
+    if seen is None or seen[0] != shared or now - seen[2] >= settings.INDEX_DB_CHECK_SECONDS:
+        seen = (shared, db_index_version(), now)
+        _db_seen = seen
+    return seen[1]
 
 
 def _shared_token() -> str:

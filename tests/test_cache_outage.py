@@ -51,3 +51,27 @@ def test_the_index_version_travels_through_redis(settings, db):
     _publish()
     assert cache.get(CACHE_KEY).startswith("c-") and current_index_token() != first
     cache.delete(CACHE_KEY)
+
+
+@pytest.mark.services
+def test_a_write_the_cache_missed_is_seen_within_the_db_check_interval(settings, db):
+    """A version bump that never reached Redis (it was down at commit time) changes every
+    process's token at the next database check, not only at the next published write."""
+    from django.core.cache import cache
+
+    from people.index_version import CACHE_KEY, current_index_token
+    from people.models import IndexState
+
+    settings.CACHES = {"default": {**DEAD_REDIS["default"], "LOCATION": "redis://127.0.0.1:6379/14"}}
+    cache.set(CACHE_KEY, "c-steady", timeout=None)
+    try:
+        settings.INDEX_DB_CHECK_SECONDS = 3600
+        before = current_index_token()
+        IndexState.objects.update_or_create(pk=1, defaults={"version": 10_000})  # bumped, never published
+        assert current_index_token() == before  # not checked again yet: the cache's token is unchanged
+        settings.INDEX_DB_CHECK_SECONDS = 0
+        after = current_index_token()
+        assert after != before and "db-10000" in after
+        assert current_index_token() == after  # stable while nothing changes
+    finally:
+        cache.delete(CACHE_KEY)

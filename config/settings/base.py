@@ -203,6 +203,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Each process checks the database's index version at least this often, besides the shared cache's
+# token: a write whose announcement the cache missed (an outage) is seen everywhere within it.
+INDEX_DB_CHECK_SECONDS = env_int("INDEX_DB_CHECK_SECONDS", 5)
+
 # Jobs: Celery when a broker is configured, an in-process worker pool otherwise.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or REDIS_URL or None
