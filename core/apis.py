@@ -41,7 +41,12 @@ class TokenApi(APIView):
 
 
 class HealthApi(APIView):
-    """Liveness and readiness: database, cache, models. Open to anyone (load balancers)."""
+    """Liveness and readiness: database, cache, models. Open to anyone (load balancers).
+
+    503 only when the database is unreachable: without it nothing can be served. A cache outage
+    is reported (``"status": "degraded"``) with 200, because the node still answers correctly
+    (the index version is then read from the database), and a load balancer must not take every
+    node out of rotation for it."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -51,11 +56,10 @@ class HealthApi(APIView):
     def get(self, request):
         checks = {"database": _check_database(), "cache": _check_cache()}
         models_loaded = bool(loaded_pipelines())
-        healthy = all(checks.values())
+        state = "ok" if all(checks.values()) else "degraded" if checks["database"] else "down"
         return Response(
-            {"success": healthy, "status": "ok" if healthy else "degraded", **checks,
-             "models_loaded": models_loaded},
-            status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
+            {"success": state != "down", "status": state, **checks, "models_loaded": models_loaded},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE if state == "down" else status.HTTP_200_OK,
         )
 
 
