@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
@@ -161,9 +162,11 @@ def _apply_result(face: Face, result: ImageFaces | ImageError, *, largest: bool)
     face.model = pipeline().model_id
     face.status = Face.Status.ENCODED
     face.encoded_at = timezone.now()
-    if face.thumbnail:
-        face.thumbnail.delete(save=False)
+    old_thumbnail = [(face.thumbnail.storage, face.thumbnail.name)] if face.thumbnail else []
     face.thumbnail.save("thumb.jpg", _chip_jpeg(best.chip), save=False)
+    # The old file goes only once the new one is committed: a re-encoding rolled back (a killed
+    # worker, a job's batch given up) leaves the face with the thumbnail it had.
+    transaction.on_commit(lambda: _delete_files(old_thumbnail))
     return None
 
 
@@ -282,18 +285,18 @@ def face_encode_many(
     errors: dict[int, str] = {}
     engine = pipeline()
     batch = max(1, engine.settings.max_batch_size)
-    for start in range(0, len(face_ids), batch):
-        batch_ids = list(face_ids[start : start + batch])
-        faces = list(Face.objects.filter(pk__in=batch_ids).select_related("person"))
-        blobs = []
-        for face in faces:
-            try:
-                with face.image.open("rb") as handle:
-                    blobs.append(handle.read())
-            except (OSError, ValueError) as exc:
-                blobs.append(b"")
-                errors[face.pk] = f"stored image unreadable: {exc}"
-        results = engine.analyze_bytes(blobs)
+    read: deque[tuple[list[int], list[Face]]] = deque()  # batches read, waiting for their results
+
+    def blob_batches() -> Iterator[list[bytes]]:
+        for start in range(0, len(face_ids), batch):
+            batch_ids = list(face_ids[start : start + batch])
+            faces = list(Face.objects.filter(pk__in=batch_ids).select_related("person"))
+            read.append((batch_ids, faces))
+            yield [_stored_image(face, errors) for face in faces]
+
+    # The engine decodes and detects the next batch while this one is aligned, embedded and saved.
+    for results in engine.analyze_stream(blob_batches()):
+        batch_ids, faces = read.popleft()
         with transaction.atomic():
             statuses: dict[int, str] = {}
             for face, result in zip(faces, results, strict=True):
@@ -318,6 +321,16 @@ def face_encode_many(
             if on_batch is not None:
                 on_batch(batch_ids, {pk: errors[pk] for pk in batch_ids if pk in errors})
     return errors
+
+
+def _stored_image(face: Face, errors: dict[int, str]) -> bytes:
+    """The face's stored photo; empty (and an error noted) when it cannot be read."""
+    try:
+        with face.image.open("rb") as handle:
+            return handle.read()
+    except (OSError, ValueError) as exc:
+        errors[face.pk] = f"stored image unreadable: {exc}"
+        return b""
 
 
 @transaction.atomic
