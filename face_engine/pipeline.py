@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,20 +76,6 @@ class FacePipeline:
         """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays."""
         return self._back(self._front([_as_rgb(image) for image in images], None))  # type: ignore[return-value]
 
-    def analyze_stream(self, batches: Iterable[Sequence[bytes]]) -> Iterator[list[ImageFaces | ImageError]]:
-        """``analyze_bytes`` of each batch, in order, one batch ahead: the next batch is decoded and
-        detected (the GPU's part) on a helper thread while this one's landmarks are found (the
-        CPU's part) and its faces embedded. For bulk work: jobs, benchmarks."""
-        with ThreadPoolExecutor(1, thread_name_prefix="face-ahead") as ahead:
-            pending: Future[_Front] | None = None
-            for batch in batches:
-                submitted = ahead.submit(self._front, list(batch), self._decode_many)
-                if pending is not None:
-                    yield self._back(pending.result())
-                pending = submitted
-            if pending is not None:
-                yield self._back(pending.result())
-
     def _front(self, items: list[Any], decode: Any) -> _Front:
         """Decode (unless given arrays) and detect every image of a batch."""
         self.load()
@@ -108,7 +94,6 @@ class FacePipeline:
         """Landmarks and chips, then one embedding call for every face of the batch. Each image's
         timings are its share of each stage's wall time."""
         clock = front.clock
-        clock.resume()
         # In this thread: dlib's shape predictor and chip keep the GIL, and threads only slow
         # them down (measured: 1.6 ms a face on one thread, 4.0 on sixteen).
         aligned = [self._align(image, found) for image, found in zip(front.images, front.detections, strict=True)]
@@ -191,10 +176,6 @@ class _Clock:
     def __init__(self, images: int) -> None:
         self.images = max(images, 1)
         self.stages: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    def resume(self) -> None:
-        """Start timing again (after waiting for another stage of the pipeline)."""
         self._start = time.perf_counter()
 
     def lap(self, stage: str) -> float:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
@@ -285,18 +284,10 @@ def face_encode_many(
     errors: dict[int, str] = {}
     engine = pipeline()
     batch = max(1, engine.settings.max_batch_size)
-    read: deque[tuple[list[int], list[Face]]] = deque()  # batches read, waiting for their results
-
-    def blob_batches() -> Iterator[list[bytes]]:
-        for start in range(0, len(face_ids), batch):
-            batch_ids = list(face_ids[start : start + batch])
-            faces = list(Face.objects.filter(pk__in=batch_ids).select_related("person"))
-            read.append((batch_ids, faces))
-            yield [_stored_image(face, errors) for face in faces]
-
-    # The engine decodes and detects the next batch while this one is aligned, embedded and saved.
-    for results in engine.analyze_stream(blob_batches()):
-        batch_ids, faces = read.popleft()
+    for start in range(0, len(face_ids), batch):
+        batch_ids = list(face_ids[start : start + batch])
+        faces = list(Face.objects.filter(pk__in=batch_ids).select_related("person"))
+        results = engine.analyze_bytes([_stored_image(face, errors) for face in faces])
         with transaction.atomic():
             statuses: dict[int, str] = {}
             for face, result in zip(faces, results, strict=True):

@@ -344,16 +344,3 @@ def test_batch_jpeg_decoder_takes_plain_jpegs_only(engine):
         assert isinstance(got[3], ImageError) and got[3].code == want[3].code
     assert sent == [2]  # the good JPEG and the truncated one (its header is fine); not the PNG
 
-
-def test_analyze_stream_equals_batch_by_batch(engine, analysed):
-    names = list(PHOTOS)
-    batches = [[photo(n) for n in names[i : i + 5]] for i in range(0, len(names), 5)] + [[b"not an image"]]
-    streamed = [r for batch in engine.analyze_stream(iter(batches)) for r in batch]
-    assert len(streamed) == len(names) + 1
-    for name, result in zip(names, streamed, strict=False):
-        assert isinstance(result, ImageFaces)
-        assert [f.box for f in result.faces] == [f.box for f in analysed[name].faces]
-        np.testing.assert_allclose(embeddings(result), embeddings(analysed[name]), atol=1e-6)
-        assert set(result.timings_ms) == {"decode", "detect", "landmarks", "embed"}
-    assert isinstance(streamed[-1], ImageError)
-    assert list(engine.analyze_stream([])) == []
