@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: setup run serve worker test test-services lint clean
+.PHONY: setup run serve worker test test-services test-faults loadtest lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ test: $(STAMP)
 ## The whole test suite on PostgreSQL and Redis (Django creates and drops test_<name>).
 test-services: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
+
+## Fault tests (left out of `make test`): a Celery worker killed in a job, Redis stopped and frozen,
+## PostgreSQL stopped and started (private instances), on PostgreSQL and Redis.
+test-faults: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q -rP tests/faults
+
+## Load test: gunicorn (production settings), PostgreSQL, Redis and a Celery worker on loopback under
+## 50 recognising and 5 enrolling clients for 60 s; exit 0 only if every check passes (loadtest/run.py).
+## Options: LOADTEST_ARGS="--seconds 20 --clients 50 --enrollers 5".
+loadtest: $(STAMP)
+	$(BIN)/python loadtest/run.py $(LOADTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

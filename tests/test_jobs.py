@@ -102,6 +102,54 @@ def test_a_job_resumes_where_it_stopped(engine):
     assert job_run(job.pk).processed == 2  # a finished job is not run again
 
 
+def test_a_batch_committed_by_another_run_of_the_job_is_not_redone(engine, monkeypatch):
+    """A broker may hand a job still running to a second worker: the run that finds the job's
+    progress moved under it gives its batch up, so each face is encoded once by the job."""
+    from audit.models import AuditRecord
+    from jobs import services
+    from jobs.models import Job
+    from people.models import Face
+
+    person, ids = _pending_faces(engine, [TRAIN / "obama" / "obama.jpg", MISC / "obama_small.jpg"])
+    job = Job.objects.create(kind=Job.Kind.ENCODE, face_ids=ids, total=2)
+    encode = services.face_encode_many
+    calls = []
+
+    def other_run_first(**kwargs):
+        if not calls:  # meanwhile, another run of the job has recorded the first face
+            Job.objects.filter(pk=job.pk).update(processed=1, encoded=1)
+        calls.append(kwargs["face_ids"])
+        return encode(**kwargs)
+
+    monkeypatch.setattr(services, "face_encode_many", other_run_first)
+    job = services.job_run(job.pk)
+    assert calls == [ids, ids[1:]]
+    assert (job.state, job.processed, job.encoded) == (Job.State.SUCCEEDED, 2, 2)
+    assert Face.objects.get(pk=ids[0]).status == "pending"  # given up here: the "other run" owns it
+    records = AuditRecord.objects.filter(action="face.encode", details__job_id=str(job.pk))
+    assert [r.target_ids for r in records] == [[ids[1]]]
+
+
+def test_a_re_encoding_rolled_back_keeps_the_old_thumbnail(engine):
+    from people.models import Face
+    from people.services import face_encode_many
+
+    person, ids = _pending_faces(engine, [MISC / "obama_small.jpg"])
+    face_encode_many(face_ids=ids)
+    before = Face.objects.get(pk=ids[0]).thumbnail
+
+    def killed(batch_ids, errors):
+        raise RuntimeError("killed before the commit")
+
+    with pytest.raises(RuntimeError):
+        face_encode_many(face_ids=ids, on_batch=killed)
+    after = Face.objects.get(pk=ids[0]).thumbnail
+    assert after.name == before.name and after.storage.exists(after.name)
+    face_encode_many(face_ids=ids)  # committed: the new thumbnail replaces the old file
+    replaced = Face.objects.get(pk=ids[0]).thumbnail
+    assert replaced.name != before.name and not before.storage.exists(before.name)
+
+
 def test_celery_task_runs_the_job(engine, settings):
     """The Celery task wraps the same service; run it through Celery's own apply()."""
     from jobs.models import Job

@@ -218,7 +218,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10}
+    # A task taken by a worker that then dies (killed, its machine gone) is given to another worker
+    # after visibility_timeout; a job running longer than that is given out twice (its progress
+    # check keeps that safe, at the price of the work done twice): keep it above the longest job.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 3, "socket_timeout": 10,
+                                       "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 3  # the Redis result backend's
 CELERY_REDIS_SOCKET_TIMEOUT = 10
 CELERY_TASK_ACKS_LATE = True

@@ -1,0 +1,1 @@
+"""`make loadtest`: the production server under concurrent recognising and enrolling clients."""
