@@ -47,6 +47,9 @@ def build_faiss_index(vectors: npt.NDArray[np.float32], *, exact_max: int = DEFA
         rng = np.random.default_rng(0)
         ivf.train(vectors[rng.choice(count, size=min(count, cells * 39), replace=False)])
         ivf.nprobe = min(nprobe, cells)
+        # Threads split the probed cells rather than the queries: a request's few faces use every
+        # core (measured at 1M on 2 cores: one query 0.43 ms against 0.67, a 1,200 batch as fast).
+        ivf.parallel_mode = 1
         index = ivf
     if count:
         index.add(vectors)
