@@ -15,8 +15,9 @@ from people.index_version import current_index_token, index_version_bump
 from people.models import Face, Person
 
 
-def load_index() -> GalleryIndex:
-    """One scan of encoded faces into one array (no model instances)."""
+def load_index(previous: GalleryIndex | None = None) -> GalleryIndex:
+    """One scan of encoded faces into one array (no model instances). An IVF index reuses the
+    ``previous`` index's trained cells when the gallery's size still suits them."""
     rows = Face.objects.filter(status=Face.Status.ENCODED, model=embedding_model_id(),
                                embedding__isnull=False).values_list("id", "person_id", "embedding")
     face_ids, person_ids, blobs = [], [], []
@@ -32,7 +33,8 @@ def load_index() -> GalleryIndex:
     engine = settings.FACE_ENGINE
     return GalleryIndex(np.asarray(face_ids, dtype=np.int64), np.asarray(person_ids, dtype=np.int64),
                         vectors, memberships, exact_max=engine.index_exact_max, nprobe=engine.index_nprobe,
-                        device_search=device_search(engine))
+                        device_search=device_search(engine),
+                        trained=previous.trained if previous is not None else None)
 
 
 class IndexCache:
@@ -49,7 +51,7 @@ class IndexCache:
                 if self._index is None or token != self._token:
                     # The token is read before the scan, so a write committed during the scan
                     # leaves a newer token behind and triggers another rebuild next time.
-                    self._index = load_index()
+                    self._index = load_index(self._index)
                     self._token = token
         return self._index
 

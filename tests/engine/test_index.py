@@ -248,3 +248,22 @@ def test_device_matrix_search_equals_faiss():
         assert [[m.face_id for m in r] for r in got] == [[m.face_id for m in r] for r in want]
         assert all(g.distance == pytest.approx(w.distance, abs=1e-4)
                    for gr, wr in zip(got, want, strict=True) for g, w in zip(gr, wr, strict=True))
+
+
+def test_a_rebuild_reuses_the_trained_cells_while_the_size_suits_them():
+    rng = np.random.default_rng(9)
+    centres, vectors, person_ids = clustered(rng, people=1000, faces=4)
+    face_ids = np.arange(len(vectors))
+    first = GalleryIndex(face_ids, person_ids, vectors, exact_max=1000)
+    assert first.trained is not None and first.trained.ntotal == 0 and first.trained.is_trained
+    grown = GalleryIndex(face_ids[:3500], person_ids[:3500], vectors[:3500], exact_max=1000, trained=first.trained)
+    def centroids(index):
+        return index.quantizer.reconstruct_n(0, index.nlist)
+
+    assert np.array_equal(centroids(grown.trained), centroids(first.trained))  # not trained again
+    got = grown.search(centres[:50], 1)
+    assert [m[0].person_id for m in got] == list(range(50))
+    # Ten times the faces wants other cells: trained afresh.
+    big_c, big_v, big_p = clustered(rng, people=10_000, faces=4)
+    big = GalleryIndex(np.arange(len(big_v)), big_p, big_v, exact_max=1000, trained=first.trained)
+    assert big.trained.nlist != first.trained.nlist
