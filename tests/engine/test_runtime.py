@@ -73,3 +73,20 @@ def test_hog_with_cnn_fallback_finds_what_hog_misses():
     hog = FacePipeline(EngineSettings(detector=DetectorKind.HOG, **settings)).analyze([image])[0]
     both = FacePipeline(EngineSettings(detector=DetectorKind.HOG_CNN, **settings)).analyze([image])[0]
     assert len(hog.faces) == 0 and len(both.faces) == 1
+
+
+def test_the_detector_precision_follows_the_engine_unless_set():
+    from face_engine.runtime import jpeg_decoder
+
+    assert EngineSettings.from_env({}).detector_precision is Precision.FP32
+    assert EngineSettings.from_env({"FACE_ENGINE_PRECISION": "fp16"}).detector_precision is Precision.FP16
+    both = EngineSettings.from_env({"FACE_ENGINE_PRECISION": "fp32", "FACE_DETECTOR_PRECISION": "fp16"})
+    assert (both.precision, both.detector_precision) == (Precision.FP32, Precision.FP16)
+    with pytest.raises(ValueError, match="FACE_DETECTOR_PRECISION must be one of"):
+        EngineSettings.from_env({"FACE_DETECTOR_PRECISION": "int8"})
+    # On this CPU machine the torch detector session refuses fp16 instead of running it slowly.
+    from face_engine.runtime import network_session
+
+    with pytest.raises(ValueError, match="needs CUDA"):
+        network_session(EngineSettings(runtime=Runtime.TORCH, detector_precision=Precision.FP16), "mmod")
+    assert jpeg_decoder(EngineSettings(runtime=Runtime.TORCH)) is None  # nvJPEG only on CUDA
