@@ -37,8 +37,8 @@ class FacePipeline:
         self.landmarks = LandmarkModel()
         self.aligner = Aligner()
         self.embedder = Embedder(settings)
-        # Decoding, detection and alignment of the images of a batch overlap on these threads
-        # (dlib releases the GIL); the network then embeds every face of the batch at once.
+        # The images of a batch are decoded and HOG-detected in parallel on these threads (Pillow
+        # and dlib's detector release the GIL); the network then embeds every face at once.
         self._pool = ThreadPoolExecutor(
             max_workers=settings.workers or os.cpu_count() or 1, thread_name_prefix="face-cpu"
         )
@@ -68,8 +68,8 @@ class FacePipeline:
         )
 
     def analyze_bytes(self, blobs: Sequence[bytes]) -> list[ImageFaces | ImageError]:
-        """Decode, detect and align many images on the worker pool, then embed all their faces in
-        one call; a bad image fails alone."""
+        """Decode and detect many images (on the worker pool, or batched on a GPU), find their
+        landmarks and chips, then embed all their faces in one call; a bad image fails alone."""
         return self._back(self._front(list(blobs), self._decode_many))
 
     def analyze(self, images: Sequence[RGBImage]) -> list[ImageFaces]:

@@ -59,7 +59,7 @@ class EngineSettings:
     min_face_size: int = 40
     detection_max_side: int = 2048
     max_batch_size: int = 64
-    workers: int = 0  # threads decoding, detecting and aligning a batch; 0: one per core
+    workers: int = 0  # threads decoding and detecting a batch's images; 0: one per core
     enrol_jitters: int = 10  # enrolled embedding = mean over this many jittered chips (LFW +0.0041)
     index_exact_max: int = 100_000
     index_nprobe: int = 32
