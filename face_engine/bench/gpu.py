@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from face_engine.bench.pipeline import DEFAULT_DATA, REFERENCE, SUFFIXES, photos_under, run_reference_parallel
+from face_engine.bench.pipeline import DEFAULT_DATA, REFERENCE, name_faces, photos_under, run_reference_parallel
 from face_engine.bench.search import synthetic_gallery
 from face_engine.pipeline import FacePipeline
 from face_engine.settings import EngineSettings
@@ -114,23 +114,6 @@ def detector(frames: list[np.ndarray], batch: int, data_dir: str, dlib_frames: i
           f"max score difference {worst:.2e}", flush=True)
 
 
-def _names(pipeline: FacePipeline, train: Path, results: list[ImageFaces], threshold: float) -> list[list[str]]:
-    people = sorted(p for p in train.iterdir() if p.is_dir())
-    photos = [(d.name, p) for d in people for p in sorted(d.iterdir()) if p.suffix.lower() in SUFFIXES]
-    enrolled = pipeline.analyze_bytes([p.read_bytes() for _, p in photos])
-    rows = [(name, r.faces[0].embedding) for (name, _), r in zip(photos, enrolled, strict=True)
-            if isinstance(r, ImageFaces) and r.faces]
-    gallery = np.stack([e for _, e in rows])
-    out = []
-    for result in results:
-        names = []
-        for face in result.faces:
-            d = np.linalg.norm(gallery - face.embedding, axis=1)
-            names.append(rows[int(d.argmin())][0] if d.min() <= threshold else "unknown")
-        out.append(sorted(names))
-    return out
-
-
 def end_to_end(blobs: list[bytes], unique: int, batch: int, workers: int, train: Path, data_dir: str,
                reference_images: int, device: Device) -> None:
     print(f"\n== 3. end to end: {len(blobs)} 720p JPEGs ({unique} distinct), batches of {batch}, "
@@ -138,7 +121,7 @@ def end_to_end(blobs: list[bytes], unique: int, batch: int, workers: int, train:
     ref = run_reference_parallel(blobs[: max(reference_images, unique)], workers)
     print(f"dlib reference on {workers} processes: {ref.images / ref.wall_s:,.1f} images/s "
           f"({ref.images} images, {ref.wall_s:.1f} s)", flush=True)
-    ref_names = _names(FacePipeline(REFERENCE), train, ref.results[:unique], 0.6)  # type: ignore[arg-type]
+    ref_names = name_faces(FacePipeline(REFERENCE), train, ref.results[:unique], 0.6)
     base = EngineSettings(runtime=Runtime.TORCH, device=device, data_dir=data_dir, workers=workers,
                           max_batch_size=batch, min_face_size=80)
     configs = {
@@ -162,7 +145,7 @@ def end_to_end(blobs: list[bytes], unique: int, batch: int, workers: int, train:
         speed = len(blobs) / (time.perf_counter() - start)
         good = [r for r in results if isinstance(r, ImageFaces)]
         stages = [sum(r.timings_ms[s] for r in good) / len(good) for s in ("decode", "detect", "landmarks", "embed")]
-        names = _names(pipeline, train, good[:unique], 0.6)
+        names = name_faces(pipeline, train, good[:unique], 0.6)
         same = sum(a == b for a, b in zip(names, ref_names, strict=True))
         print(f"{name:<36} {speed:>9,.0f} {speed / (ref.images / ref.wall_s):>7.0f}× "
               + " ".join(f"{v:>7.2f}" for v in stages) + f"  {same}/{unique} frames as dlib", flush=True)

@@ -118,32 +118,32 @@ def embed_throughput(pipeline: FacePipeline, reference: FacePipeline, results: l
           f"({1 / figures['dlib']:,.1f} faces/s): {figures['dlib'] / figures['fast']:.1f}×")
 
 
-def _names(pipeline: FacePipeline, train: Path, results: list[ImageFaces | ImageError],
-           threshold: float) -> list[list[str]]:
-    from face_engine.index import GalleryIndex  # faiss: only where identities are compared
-
+def name_faces(pipeline: FacePipeline, train: Path, results: Sequence[ImageFaces | ImageError],
+               threshold: float) -> list[list[str]]:
+    """The sorted names of each result's faces: each person under ``train`` (a folder of photos
+    each) enrolled with ``pipeline``, a face named after its nearest enrolled face within
+    ``threshold``, else "unknown". A few dozen faces: plain numpy, no index."""
     people = sorted(p for p in train.iterdir() if p.is_dir())
-    photos = [(i, p) for i, d in enumerate(people) for p in sorted(d.iterdir()) if p.suffix.lower() in SUFFIXES]
+    photos = [(d.name, p) for d in people for p in sorted(d.iterdir()) if p.suffix.lower() in SUFFIXES]
     enrolled = pipeline.analyze_bytes([p.read_bytes() for _, p in photos])
-    rows = [(i, r.faces[0].embedding) for (i, _), r in zip(photos, enrolled, strict=True)
+    rows = [(name, r.faces[0].embedding) for (name, _), r in zip(photos, enrolled, strict=True)
             if isinstance(r, ImageFaces) and r.faces]
-    index = GalleryIndex(range(len(rows)), [i for i, _ in rows], np.array([e for _, e in rows]))
+    gallery = np.stack([e for _, e in rows])
     out: list[list[str]] = []
     for result in results:
-        if not isinstance(result, ImageFaces) or not result.faces:
-            out.append([])
-            continue
-        found = index.search(np.array([f.embedding for f in result.faces]), 1)
-        out.append(sorted(people[m[0].person_id].name if m and m[0].distance <= threshold else "unknown"
-                          for m in found))
+        names = []
+        for face in result.faces if isinstance(result, ImageFaces) else ():
+            d = np.linalg.norm(gallery - face.embedding, axis=1)
+            names.append(rows[int(d.argmin())][0] if d.min() <= threshold else "unknown")
+        out.append(sorted(names))
     return out
 
 
 def print_identities(fast_pipeline: FacePipeline, ref_pipeline: FacePipeline, fast: Run, ref: Run,
                      paths: list[Path], train: Path) -> None:
     threshold = fast_pipeline.settings.match_threshold
-    a = _names(fast_pipeline, train, fast.results, threshold)
-    b = _names(ref_pipeline, train, ref.results, threshold)
+    a = name_faces(fast_pipeline, train, fast.results, threshold)
+    b = name_faces(ref_pipeline, train, ref.results, threshold)
     same = sum(x == y for x, y in zip(a, b, strict=True))
     print(f"\nidentities: {same}/{len(paths)} photos name the same faces in both pipelines "
           f"({sum(map(len, a))} faces fast, {sum(map(len, b))} reference)")
