@@ -5,6 +5,7 @@ database while the cache is unreachable), and once Redis is back everything conv
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -28,7 +29,9 @@ def _health(api: Api) -> tuple[int, dict]:
     return response.status_code, response.json()
 
 
-def test_redis_stopped_and_started_again(settings, tmp_path):
+@contextlib.contextmanager
+def _two_servers_on_private_redis(settings, tmp_path):
+    """(the private Redis, the two API servers, a client of each); every process stopped after."""
     token = staff_token()
     started = Processes()
     cache = started.add(PrivateRedis(tmp_path)).start()
@@ -36,7 +39,13 @@ def test_redis_stopped_and_started_again(settings, tmp_path):
         env = service_env(settings, REDIS_URL=cache.url)
         servers = [started.add(ApiServer(name, env, tmp_path)) for name in ("api-a", "api-b")]
         a, b = (Api(server.wait_ready().base, token) for server in servers)
+        yield cache, servers, a, b
+    finally:
+        started.stop_all()
 
+
+def test_redis_stopped_and_started_again(settings, tmp_path):
+    with _two_servers_on_private_redis(settings, tmp_path) as (cache, servers, a, b):
         obama = a.create_person("obama")
         assert a.enrol(obama, [TRAIN / "obama" / "obama.jpg"]).status_code == 201
         biden = b.create_person("biden")
@@ -81,8 +90,6 @@ def test_redis_stopped_and_started_again(settings, tmp_path):
         assert redis.Redis.from_url(cache.url).keys("*face-index-version*"), "the version is in the cache again"
         assert all(server.workers_booted() == 1 for server in servers)  # no process was restarted
         print(f"redis outage: slowest request while Redis was down {slowest:.2f} s")
-    finally:
-        started.stop_all()
 
 
 def test_redis_hanging(settings, tmp_path):
@@ -90,13 +97,7 @@ def test_redis_hanging(settings, tmp_path):
     requests wait on the cache's socket timeouts, then answer from the database."""
     import signal
 
-    token = staff_token()
-    started = Processes()
-    cache = started.add(PrivateRedis(tmp_path)).start()
-    try:
-        env = service_env(settings, REDIS_URL=cache.url)
-        servers = [started.add(ApiServer(name, env, tmp_path)) for name in ("api-a", "api-b")]
-        a, b = (Api(server.wait_ready().base, token) for server in servers)
+    with _two_servers_on_private_redis(settings, tmp_path) as (cache, _, a, b):
         obama = a.create_person("obama")
         assert a.enrol(obama, [TRAIN / "obama" / "obama.jpg"]).status_code == 201
         assert _timed_labels(b, MISC / "obama_small.jpg")[0] == ["obama"]
@@ -116,5 +117,3 @@ def test_redis_hanging(settings, tmp_path):
             cache.process.signal_group(signal.SIGCONT)
         print(f"redis hanging: requests took {', '.join(f'{t:.2f}' for t in timings)} s")
         assert max(timings) < FAST
-    finally:
-        started.stop_all()
