@@ -34,6 +34,8 @@ api = [
     path("faces/<int:pk>/thumbnail/", FaceFileApi.as_view(kind="thumbnail"), name="face-thumbnail"),
     path("jobs/<uuid:pk>/", JobDetailApi.as_view(), name="job-detail"),
     path("audit/", include("audit.urls")),
+    path("cameras/", include("streams.urls")),
+    path("events/", include("events.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "recognition",
     "jobs",
     "audit",
+    "channels",
+    "streams",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -206,6 +209,28 @@ SPECTACULAR_SETTINGS = {
 # Each process checks the database's index version at least this often, besides the shared cache's
 # token: a write whose announcement the cache missed (an outage) is seen everywhere within it.
 INDEX_DB_CHECK_SECONDS = env_int("INDEX_DB_CHECK_SECONDS", 5)
+
+# Live recognition (streams/, events/): WebSocket streams and camera workers.
+# The channel layer carries messages between ASGI processes: Redis when there is one.
+CHANNEL_LAYERS = {"default": (
+    {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}} if REDIS_URL
+    else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+)}
+# file:// camera sources must lie under this folder (video files played as a live camera would be).
+CAMERA_FILE_ROOT = env_str("CAMERA_FILE_ROOT", str(VAR_DIR / "videos"))
+# A camera worker's lease on a camera lasts this long; it renews it every third of it.
+CAMERA_LEASE_SECONDS = env_float("CAMERA_LEASE_SECONDS", 15.0)
+# Most cameras one worker runs at once (the rest are left to other workers).
+CAMERA_WORKER_CAPACITY = env_int("CAMERA_WORKER_CAPACITY", 8)
+# Seconds to open a source; seconds without a frame before the watchdog reconnects; backoff cap.
+CAMERA_OPEN_TIMEOUT = env_float("CAMERA_OPEN_TIMEOUT", 10.0)
+CAMERA_READ_TIMEOUT = env_float("CAMERA_READ_TIMEOUT", 5.0)
+CAMERA_RECONNECT_MAX_SECONDS = env_float("CAMERA_RECONNECT_MAX_SECONDS", 30.0)
+# Event crops are deleted after this many days by a periodic job (0: kept).
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
+# WebSocket streams: the largest frame accepted (bytes) and the frames waiting per connection.
+LIVE_MAX_FRAME_BYTES = env_int("LIVE_MAX_FRAME_BYTES", 4 * 1024 * 1024)
+LIVE_QUEUE_FRAMES = env_int("LIVE_QUEUE_FRAMES", 1)
 
 # Jobs: Celery when a broker is configured, an in-process worker pool otherwise.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
