@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: setup run serve worker test test-services test-faults loadtest lint clean
+.PHONY: setup run serve worker cameras test test-services test-faults loadtest lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,15 +19,22 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Set everything up and serve http://$(HOST):$(PORT) on SQLite, in-process cache and jobs.
+## Set everything up and serve http://$(HOST):$(PORT) (HTTP and WebSockets, uvicorn) on SQLite,
+## in-process cache and jobs, with one camera worker beside it (stopped with the server).
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_superuser
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py run_cameras & CAMERAS=$$!; trap 'kill $$CAMERAS 2>/dev/null; wait $$CAMERAS' EXIT INT TERM; \
+	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --ws-max-size 16777216
+
+## Production camera worker: claims cameras through database leases and records their events (run
+## several, on one machine or many, on PostgreSQL; `make run` starts one for development).
+cameras: $(STAMP)
+	$(BIN)/python manage.py run_cameras
 
 ## Production: migrate, collect static files, serve with gunicorn (gunicorn.conf.py). Needs at
 ## least SECRET_KEY and ALLOWED_HOSTS; see README's configuration table.
-serve worker: export DJANGO_SETTINGS_MODULE := config.settings.production
+serve worker cameras: export DJANGO_SETTINGS_MODULE := config.settings.production
 serve: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput

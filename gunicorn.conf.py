@@ -4,7 +4,10 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
-wsgi_app = "config.wsgi:application"
+# ASGI under uvicorn's worker class: plain HTTP and the live WebSockets on the same port. Django's
+# synchronous views run on a thread per request, so one slow recognition does not hold the others.
+wsgi_app = "config.asgi:application"
+worker_class = "uvicorn_worker.UvicornWorker"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Recognising a batch of large images on a CPU can take a while.

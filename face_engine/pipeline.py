@@ -72,11 +72,13 @@ class FacePipeline:
         landmarks and chips, then embed all their faces in one call; a bad image fails alone."""
         return self._back(self._front(list(blobs), self._decode_many))
 
-    def analyze(self, images: Sequence[RGBImage]) -> list[ImageFaces]:
-        """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays."""
-        return self._back(self._front([_as_rgb(image) for image in images], None))  # type: ignore[return-value]
+    def analyze(self, images: Sequence[RGBImage], *, min_face_size: int | None = None) -> list[ImageFaces]:
+        """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays; ``min_face_size`` overrides
+        the setting (a camera's own)."""
+        front = self._front([_as_rgb(image) for image in images], None, min_face_size)
+        return self._back(front)  # type: ignore[return-value]
 
-    def _front(self, items: list[Any], decode: Any) -> _Front:
+    def _front(self, items: list[Any], decode: Any, min_face_size: int | None = None) -> _Front:
         """Decode (unless given arrays) and detect every image of a batch."""
         self.load()
         clock = _Clock(len(items))
@@ -86,7 +88,7 @@ class FacePipeline:
             decoded = decode(items)
             clock.lap("decode")
         images = [d for d in decoded if not isinstance(d, ImageError)]
-        detections = self.detector.predict_many(images, self._pool.map)
+        detections = self.detector.predict_many(images, self._pool.map, min_face_size=min_face_size)
         clock.lap("detect")
         return _Front(decoded, images, detections, clock)
 

@@ -65,6 +65,11 @@ class IndexCache:
             self._index, self._token = None, None
         return self.get()
 
+    def current(self) -> GalleryIndex | None:
+        """The index this process holds now, without checking the version (None before the first
+        load): what a live stream matches against while the database is unreachable."""
+        return self._index
+
     def clear(self) -> None:
         """Drop this process's copy; the next request rebuilds it from the database."""
         with self._lock:

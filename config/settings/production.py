@@ -5,7 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_str
 from config.settings.base import *  # noqa: F403
-from config.settings.base import DEV_SECRET_KEY, MIDDLEWARE, logging_settings
+from config.settings.base import DEV_SECRET_KEY, logging_settings
 
 DEBUG = False
 
@@ -32,10 +32,10 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
 
-# Static files (the admin's, the API docs' Swagger UI) from STATIC_ROOT, filled by collectstatic.
-_after_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
-MIDDLEWARE = [*MIDDLEWARE[:_after_security], "whitenoise.middleware.WhiteNoiseMiddleware",
-              *MIDDLEWARE[_after_security:]]
+# Static files (the admin's, the API docs' Swagger UI, the live page's) from STATIC_ROOT, filled by
+# collectstatic, served by WhiteNoise (in the middleware since the base settings).
+WHITENOISE_USE_FINDERS = False
+WHITENOISE_AUTOREFRESH = False
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

@@ -70,12 +70,15 @@ class Detector(Model[_Sessions]):
         """Every face in ``image``, boxes in its own pixels, highest score first."""
         return self.predict_many([image], map)[0]
 
-    def predict_many(self, images: Sequence[RGBImage], map_fn: MapFn) -> list[list[Detection]]:
+    def predict_many(self, images: Sequence[RGBImage], map_fn: MapFn, *,
+                     min_face_size: int | None = None) -> list[list[Detection]]:
         """``predict`` for each image. Per-image work (resizing, HOG) goes through ``map_fn`` (a
         worker pool's map); the CNN gets every image that needs it in one ``detect_many`` call
-        where its session has one (torch: batched on the GPU)."""
+        where its session has one (torch: batched on the GPU). ``min_face_size`` overrides the
+        setting's (a camera has its own)."""
         sessions = self.load()
-        works: list[_Work] = list(map_fn(self._work, images))
+        smallest = min_face_size or self.settings.min_face_size
+        works: list[_Work] = list(map_fn(lambda image: self._work(image, smallest), images))
         found: list[list[Detection]] = [[] for _ in works]
         if sessions.hog is not None:
             hog = sessions.hog
@@ -95,9 +98,9 @@ class Detector(Model[_Sessions]):
             return list(cnn.detect_many(images, upsample))
         return list(map_fn(lambda image: cnn.detect(image, upsample), images))
 
-    def _work(self, image: RGBImage) -> _Work:
+    def _work(self, image: RGBImage, min_face_size: int) -> _Work:
         height, width = image.shape[:2]
-        factor, upsample = detection_scale(height, width, min_face_size=self.settings.min_face_size,
+        factor, upsample = detection_scale(height, width, min_face_size=min_face_size,
                                            max_side=self.settings.detection_max_side)
         return _Work(resize(image, factor), upsample, width, height)
 

@@ -1,0 +1,5 @@
+"""WebSocket routes (served by config.asgi)."""
+
+from django.urls import path
+
+websocket_urlpatterns: list = []
