@@ -227,10 +227,12 @@ CAMERA_FILE_ROOT = env_str("CAMERA_FILE_ROOT", str(VAR_DIR / "videos"))
 CAMERA_LEASE_SECONDS = env_float("CAMERA_LEASE_SECONDS", 15.0)
 # Most cameras one worker runs at once (the rest are left to other workers).
 CAMERA_WORKER_CAPACITY = env_int("CAMERA_WORKER_CAPACITY", 8)
-# Seconds to open a source; seconds without a frame before the watchdog reconnects; backoff cap.
+# Seconds to open a source; seconds without a frame before the watchdog reconnects; the cap of the
+# reconnection backoff (small: a refused connection costs nothing, and a camera that comes back
+# must be read again within seconds).
 CAMERA_OPEN_TIMEOUT = env_float("CAMERA_OPEN_TIMEOUT", 10.0)
 CAMERA_READ_TIMEOUT = env_float("CAMERA_READ_TIMEOUT", 5.0)
-CAMERA_RECONNECT_MAX_SECONDS = env_float("CAMERA_RECONNECT_MAX_SECONDS", 30.0)
+CAMERA_RECONNECT_MAX_SECONDS = env_float("CAMERA_RECONNECT_MAX_SECONDS", 4.0)
 # Event crops are deleted after this many days by a periodic job (0: kept).
 EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
 # WebSocket streams: the largest frame accepted (bytes) and the frames waiting per connection.
