@@ -43,6 +43,7 @@ api = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api)),
+    path("", include("streams.page_urls")),
 ]
 # Media is deliberately not served: photos are personal data, served by /api/faces/{id}/image/.
 

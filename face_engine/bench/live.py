@@ -102,9 +102,12 @@ def start_camera(loop: LiveLoop, video: Path, index: GalleryIndex, policies: dic
     for name, policy in policies.items():
         run.events[name] = []
         trackers.append(AppearanceTracker(match=matcher(index), policy=policy, emit=run.events[name].append))
+
+    def offset(frame, tracked, timings) -> None:
+        run.clock_offsets.append(frame.received_at - frame.pts)
+
     run.stream = Stream(key=key, slot=slot, appearances=Tee(*trackers), fps=fps,  # type: ignore[arg-type]
-                        min_face_size=min_face_size,
-                        on_result=lambda frame, tracked, timings: run.clock_offsets.append(frame.received_at - frame.pts))
+                        min_face_size=min_face_size, on_result=offset)
     loop.add(run.stream)
     source.start()
     return run
@@ -249,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
         lags = list(stream.lag_ms)
         print(f"one camera: {stream.analysed} frames analysed in {wall:.1f} s ({stream.analysed / wall:.2f} fps), "
               f"{runs[0].slot.dropped} of {runs[0].slot.received} frames dropped; lag (received → analysed) "
-              f"p50 {np.percentile(lags, 50):.0f} ms, p95 {np.percentile(lags, 95):.0f} ms; CPU {100 * cpu / wall:.0f}%")
+              f"p50 {np.percentile(lags, 50):.0f} ms, p95 {np.percentile(lags, 95):.0f} ms; "
+              f"CPU {100 * cpu / wall:.0f}%")
         accuracy(truth, runs, names, list(policies))
     if args.cameras:
         capacity(pipeline, video, index, args.cameras, args.capacity_seconds, args.fps, args.min_face_size)
