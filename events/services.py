@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from events.hooks import event_recorded
 from events.models import Event
 from face_engine.types import EMBEDDING_DIM
 from people.models import Gallery, Person
@@ -101,6 +102,8 @@ def _upsert_once(uid: uuid.UUID, fields: dict, refs: dict, embedding: bytes | No
     try:
         with transaction.atomic():
             event = Event.objects.select_for_update().filter(uid=uid).first() or Event(uid=uid)
+            was_open = event.pk is not None and event.closed_at is None
+            phase = "opened" if event.pk is None else "closed" if was_open and fields["closed_at"] else "updated"
             # The person's row is locked so that its deletion (which erases its events' biometric
             # data under the same lock) runs either wholly before or wholly after this write.
             person_id = _existing(Person, refs["person_id"], lock=True)
@@ -131,6 +134,7 @@ def _upsert_once(uid: uuid.UUID, fields: dict, refs: dict, embedding: bytes | No
             event.save()
             # A row whose file had vanished gets its old name back: never delete the new crop.
             _delete_after_commit([name for name in stale if name != new_name])
+            transaction.on_commit(lambda: event_recorded.send_robust(sender=Event, event=event, phase=phase))
     except BaseException:
         if new_name:
             delete_files([new_name])  # written for a transaction that did not commit

@@ -468,3 +468,23 @@ def test_admin_delete_removes_the_crop(scene, browser, media, commit):
         response = browser.post(f"/admin/events/event/{event.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not Event.objects.filter(pk=event.pk).exists()
     assert not (media / name).exists() and len(files(media)) == 3
+
+
+def test_each_write_announces_its_phase_after_commit(db, commit):
+    from events.hooks import event_recorded
+
+    seen = []
+
+    def receiver(sender, event, phase, **kwargs):
+        seen.append((event.uid, phase, event.closed_at is not None))
+
+    event_recorded.connect(receiver)
+    try:
+        uid = uuid.uuid4()
+        end = T0 + timedelta(seconds=3)
+        for closed_at in (None, None, end, end):
+            with commit():
+                upsert(uid=uid, closed_at=closed_at)
+    finally:
+        event_recorded.disconnect(receiver)
+    assert seen == [(uid, "opened", False), (uid, "updated", False), (uid, "closed", True), (uid, "updated", True)]

@@ -264,6 +264,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 JOBS_WORKERS = env_int("JOBS_WORKERS", 2)
+# Periodic jobs for deployments that run `celery -A config beat`; the camera workers run the same
+# retention pass hourly themselves, so nothing depends on beat running.
+CELERY_BEAT_SCHEDULE = {
+    "purge-event-crops": {"task": "events.tasks.purge_event_crops", "schedule": 3600.0},
+}
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMATTERS = {
