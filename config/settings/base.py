@@ -160,6 +160,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+LOGIN_URL = "login"  # the /live/ page's sign-in (streams/templates/registration/login.html)
+LOGIN_REDIRECT_URL = "live"
 STATIC_URL = "static/"
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
