@@ -11,12 +11,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from streams.routing import websocket_urlpatterns  # noqa: E402
 from streams.ws_auth import TokenOrSessionAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,
-    "websocket": AllowedHostsOriginValidator(TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
+    "websocket": TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
 })

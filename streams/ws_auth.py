@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
+from channels.security.websocket import AllowedHostsOriginValidator
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
 
@@ -38,5 +39,24 @@ class _TokenAuthMiddleware(AuthMiddleware):
                 scope["user"]._wrapped = user
 
 
+def _has_token(scope) -> bool:
+    return bool(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token"))
+
+
+class OriginCheckUnlessToken:
+    """Browsers send cookies with a WebSocket opened by any site: a connection authenticated by the
+    session must come from one of ALLOWED_HOSTS (Channels' origin check, else HTTP 403). A
+    connection carrying a token sends no cookie to abuse, so scripts and devices with a token need
+    no Origin header."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope, receive, send):
+        app = self.inner if _has_token(scope) else self.checked
+        return await app(scope, receive, send)
+
+
 def TokenOrSessionAuthMiddleware(inner):  # noqa: N802 - named like Channels' AuthMiddlewareStack
-    return CookieMiddleware(SessionMiddleware(_TokenAuthMiddleware(inner)))
+    return OriginCheckUnlessToken(CookieMiddleware(SessionMiddleware(_TokenAuthMiddleware(inner))))

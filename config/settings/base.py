@@ -240,6 +240,9 @@ EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
 # WebSocket streams: the largest frame accepted (bytes) and the frames waiting per connection.
 LIVE_MAX_FRAME_BYTES = env_int("LIVE_MAX_FRAME_BYTES", 4 * 1024 * 1024)
 LIVE_QUEUE_FRAMES = env_int("LIVE_QUEUE_FRAMES", 1)
+# Seconds one message to a WebSocket client may wait for the client to read it; a client that does
+# not read is disconnected (close code 4408) instead of the server buffering its results.
+LIVE_SEND_TIMEOUT = env_float("LIVE_SEND_TIMEOUT", 10.0)
 
 # Jobs: Celery when a broker is configured, an in-process worker pool otherwise.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,26 +33,38 @@ import numpy as np
 
 from face_engine.bench.scene import PHOTOS_ROOT, SceneTruth, build_scene
 from face_engine.index import GalleryIndex
-from face_engine.live.appearances import AppearanceEvent, AppearanceTracker, Candidate, VotePolicy
-from face_engine.live.frames import LatestFrame
+from face_engine.live.appearances import (
+    AppearanceEvent,
+    AppearanceTracker,
+    Candidate,
+    MatchFn,
+    TrackedFace,
+    VotePolicy,
+)
+from face_engine.live.frames import Frame, LatestFrame
 from face_engine.live.loop import LiveLoop, Stream
 from face_engine.live.source_url import parse_source
 from face_engine.live.sources import VideoSource
 from face_engine.pipeline import FacePipeline
 from face_engine.registry import get_pipeline
 from face_engine.settings import EngineSettings
+from face_engine.types import Face, ImageFaces, RGBImage
 
 KNOWN = ("obama", "biden", "kit_harington", "rose_leslie")  # alex_lacamoire stays a stranger here
 
 
 def enrol(pipeline: FacePipeline, root: Path) -> tuple[GalleryIndex, dict[int, str]]:
     """The known people's training photos, enrolled as the service enrols them (jittered)."""
-    face_ids, person_ids, vectors, names = [], [], [], {}
+    face_ids: list[int] = []
+    person_ids: list[int] = []
+    vectors: list[np.ndarray] = []
+    names: dict[int, str] = {}
     for person_id, name in enumerate(KNOWN, start=1):
         names[person_id] = name
         for path in sorted((root / "people" / "train" / name).iterdir()):
             result = pipeline.analyze_bytes([path.read_bytes()])[0]
-            face = result.largest  # type: ignore[union-attr]
+            assert isinstance(result, ImageFaces) and result.largest is not None, path
+            face = result.largest
             face_ids.append(len(face_ids) + 1)
             person_ids.append(person_id)
             vectors.append(pipeline.enrol_embedding(face))
@@ -59,7 +72,7 @@ def enrol(pipeline: FacePipeline, root: Path) -> tuple[GalleryIndex, dict[int, s
     return index, names
 
 
-def matcher(index: GalleryIndex):
+def matcher(index: GalleryIndex) -> MatchFn:
     def match(embeddings: np.ndarray) -> list[list[Candidate]]:
         return [[Candidate(m.person_id, m.distance) for m in found] for found in index.search(embeddings, 3)]
     return match
@@ -71,7 +84,7 @@ class Tee:
     def __init__(self, *trackers: AppearanceTracker) -> None:
         self.trackers = trackers
 
-    def observe(self, faces, image, *, at):
+    def observe(self, faces: Sequence[Face], image: RGBImage, *, at: float) -> list[TrackedFace]:
         return [t.observe(faces, image, at=at) for t in self.trackers][0]
 
     def tick(self, now: float) -> None:
@@ -103,7 +116,7 @@ def start_camera(loop: LiveLoop, video: Path, index: GalleryIndex, policies: dic
         run.events[name] = []
         trackers.append(AppearanceTracker(match=matcher(index), policy=policy, emit=run.events[name].append))
 
-    def offset(frame, tracked, timings) -> None:
+    def offset(frame: Frame, tracked: list[TrackedFace], timings: dict[str, float]) -> None:
         run.clock_offsets.append(frame.received_at - frame.pts)
 
     run.stream = Stream(key=key, slot=slot, appearances=Tee(*trackers), fps=fps,  # type: ignore[arg-type]
@@ -138,45 +151,46 @@ class Score:
     rows: list[str] = field(default_factory=list)
     duplicates: int = 0
     missed: int = 0
-    wrong: int = 0
+    wrong: int = 0  # a known person named as someone else
     strangers_named: int = 0
-    spurious: int = 0
+    unknown_for_known: int = 0  # an "unknown" event while only known people were in view
+    spurious: int = 0  # events while nobody was in view
 
 
 def score(truth: SceneTruth, events: list[AppearanceEvent], zero: float, names: dict[int, str]) -> Score:
-    """Match each opened event to the appearance it belongs to (same identity, overlapping time)."""
+    """Give each opened event to the appearance it belongs to: one in view at the same time with
+    the same identity (the person's name, or a stranger for "unknown"), then count per appearance."""
     result = Score()
-    opened = [e for e in events if e.phase == "opened"]
-    used: set[int] = set()
-    for appearance in truth.appearances:
-        start, end = zero + appearance.enter_start, zero + appearance.exit_end + 0.5
-        overlapping = [i for i, e in enumerate(opened) if i not in used and e.first_seen <= end
-                       and e.last_seen >= start]
-        if appearance.known:
-            mine = [i for i in overlapping if names.get(opened[i].person_id or -1) == appearance.label]
-            others = [i for i in overlapping if opened[i].person_id is not None and i not in mine
-                      and names.get(opened[i].person_id) not in {a.label for a in truth.appearances
-                                                                 if a is not appearance and a.known}]
-            result.wrong += len(others)
+    mine: dict[int, list[AppearanceEvent]] = {i: [] for i in range(len(truth.appearances))}
+    for event in (e for e in events if e.phase == "opened"):
+        during = [i for i, a in enumerate(truth.appearances)
+                  if event.first_seen <= zero + a.exit_end + 0.5 and event.last_seen >= zero + a.enter_start]
+        name = names.get(event.person_id) if event.person_id is not None else None
+        same = [i for i in during if (truth.appearances[i].label == name if name is not None
+                                      else not truth.appearances[i].known)]
+        if same:
+            mine[min(same, key=lambda i: len(mine[i]))].append(event)
+        elif not during:
+            result.spurious += 1
+        elif name is None:
+            result.unknown_for_known += 1
+        elif all(not truth.appearances[i].known for i in during):
+            result.strangers_named += 1
         else:
-            mine = [i for i in overlapping if opened[i].person_id is None]
-            result.strangers_named += sum(1 for i in overlapping if opened[i].person_id is not None
-                                          and not any(a.known and names.get(opened[i].person_id) == a.label
-                                                      for a in truth.appearances))
-        used.update(mine)
-        if not mine:
+            result.wrong += 1
+    for i, appearance in enumerate(truth.appearances):
+        if not mine[i]:
             result.missed += 1
             result.rows.append(f"{appearance.label:<30} {appearance.visible_from:7.2f}s  MISSED")
             continue
-        result.duplicates += len(mine) - 1
-        first = min((opened[i] for i in mine), key=lambda e: e.named_at)
+        result.duplicates += len(mine[i]) - 1
+        first = min(mine[i], key=lambda e: e.named_at)
         latency = (first.named_at - (zero + appearance.visible_from)) * 1000.0
         if appearance.known:
             result.latencies.append(latency)
-        who = names.get(first.person_id, "unknown") if first.person_id else "unknown"
+        who = names.get(first.person_id, "?") if first.person_id is not None else "unknown"
         result.rows.append(f"{appearance.label:<30} {appearance.visible_from:7.2f}s  {who:<14} "
-                           f"{latency:8.0f} ms  {len(mine)} event(s)")
-    result.spurious = sum(1 for i in range(len(opened)) if i not in used)
+                           f"{latency:8.0f} ms  {len(mine[i])} event(s)")
     return result
 
 
@@ -199,8 +213,9 @@ def accuracy(truth: SceneTruth, runs: list[CameraRun], names: dict[int, str], po
             print("\n".join(result.rows))
         print(f"time to name (known people): {distribution(result.latencies)}")
         print(f"events: {sum(1 for e in run.events[name] if e.phase == 'opened')} for {len(truth.appearances)} "
-              f"appearances; duplicates {result.duplicates}, missed {result.missed}, named as someone else "
-              f"{result.wrong}, strangers named {result.strangers_named}, events matching nothing {result.spurious}")
+              f"appearances; duplicates {result.duplicates}, missed {result.missed}, known people named as "
+              f"someone else {result.wrong}, strangers named {result.strangers_named}, known people called "
+              f"unknown {result.unknown_for_known}, events with nobody in view {result.spurious}")
 
 
 def capacity(pipeline: FacePipeline, video: Path, index: GalleryIndex, counts: list[int], seconds: float,

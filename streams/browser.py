@@ -1,0 +1,64 @@
+"""The process-wide pieces behind browser streams (streams.consumers.LiveConsumer).
+
+Every WebSocket connection of this process shares them: one bounded thread pool for the blocking
+work (decoding, inference, the tracker), so that a hundred connections start two threads on a
+two-core machine rather than a hundred, and one event writer, so that browser appearances are
+recorded like a camera's without each connection owning a writer thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from streams.sink import EventWriter
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_writer: EventWriter | None = None
+
+
+def pool_size() -> int:
+    # One thread per core: more would only make the frames of every connection slower (the
+    # detector and the embedder are CPU-bound), fewer would leave cores idle.
+    return os.cpu_count() or 1
+
+
+def inference_pool() -> ThreadPoolExecutor:
+    """The threads that run browser frames' blocking work (created on first use)."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=pool_size(), thread_name_prefix="live-browser")
+        return _pool
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on the inference pool, awaited without blocking the event loop.
+
+    Cancelling the await does not stop a call already running (threads cannot be interrupted):
+    whatever it guards must tolerate that (the consumer holds its tracker's lock there)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(inference_pool(), functools.partial(fn, *args, **kwargs))
+
+
+def event_writer() -> EventWriter:
+    """The writer of every browser stream's events in this process (started on first use; its
+    thread is a daemon, and what it has not written when the process ends is lost, as with a
+    camera worker killed)."""
+    global _writer
+    with _lock:
+        if _writer is None:
+            writer = EventWriter()
+            writer.start()
+            _writer = writer
+        return _writer

@@ -1,0 +1,432 @@
+"""The browser's live stream, ``ws/live/``: JPEG frames in, tracked and named faces out.
+
+Each connection keeps a small queue of frames (``LIVE_QUEUE_FRAMES``; when it is full the oldest
+frame is replaced, so a client that sends faster than the server analyses gets fresh results
+instead of growing lag) and one task that analyses them one at a time on the process-wide pool
+(streams.browser), never on the event loop. Its faces go through an AppearanceTracker of its own,
+so a browser stream records events exactly as a camera does (source "browser").
+
+Every send goes through ``_send_json`` with a deadline (``LIVE_SEND_TIMEOUT``): uvicorn makes a
+send wait while the client does not read, and a client that stops reading is closed with 4408
+instead of the server queueing results for it without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import DatabaseError, close_old_connections
+
+from core.errors import ServiceError
+from face_engine.live.appearances import AppearanceTracker
+from face_engine.types import ImageError
+from people.engine import pipeline
+from streams import browser
+from streams.matching import gallery_matcher, person_names
+from streams.sink import SourceContext
+
+logger = logging.getLogger(__name__)
+
+CLOSE_AUTH, CLOSE_PARAMS, CLOSE_SLOW_READER, CLOSE_ERROR = 4401, 4400, 4408, 1011
+MIN_FACE_SIZE, MAX_FACE_SIZE = 20, 2000
+# How long a close waits for a client that does not read: one that reads again within it still
+# learns why it was closed (4408); after it the connection is dropped without a close frame.
+CLOSE_WAIT_SECONDS = 30.0
+TICK_SECONDS = 1.0  # appearances end on time even when the client stops sending
+MAX_TEXT_CHARS = 64 * 1024  # control messages are tiny; a huge one is not worth parsing
+
+
+@dataclass(frozen=True)
+class _Frame:
+    number: int  # the n-th binary message of the connection (the client counts its sends alike)
+    data: bytes
+    received_at: float  # time.time(): when the face was seen, for the tracker and the events
+    received_mono: float
+
+
+class _Stream:
+    """One gallery's appearances on this connection. The tracker is used from the pool's threads,
+    and a call cancelled by a disconnect may still be running there: hence the lock, and
+    ``closed`` so that no frame opens an appearance after the stream was closed."""
+
+    def __init__(self, *, gallery_id: int | None, user) -> None:
+        from streams.worker import live_policy  # imported here: the camera worker's module loads PyAV
+
+        writer = browser.event_writer()
+        context = SourceContext(source="browser", source_name=f"browser:{user.get_username()}", user_id=user.pk,
+                                gallery_id=gallery_id)
+        self.gallery_id = gallery_id
+        self.tracker = AppearanceTracker(match=gallery_matcher(gallery_id), policy=live_policy(),
+                                         emit=lambda event: writer.put(event, context))
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def observe(self, faces, image, at: float):
+        with self.lock:
+            return [] if self.closed else self.tracker.observe(faces, image, at=at)
+
+    def tick(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.tracker.tick(time.time())
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.tracker.close_all()
+
+
+def _face_size(value) -> int | None:
+    """A min_face_size within bounds (an int or its digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    return value if isinstance(value, int) and MIN_FACE_SIZE <= value <= MAX_FACE_SIZE else None
+
+
+@database_sync_to_async
+def _gallery_id(value) -> int | None:
+    from recognition.services import gallery_resolve
+
+    gallery = gallery_resolve(value)
+    return None if gallery is None else gallery.pk
+
+
+@database_sync_to_async
+def _enrol(*, person_id: int, data: bytes, actor) -> dict:
+    from people.models import Person
+    from people.services import face_enroll
+
+    person = Person.objects.filter(pk=person_id).first()
+    if person is None:
+        raise ServiceError("not_found", f"No person with id {person_id}.", status_code=404)
+    outcome = face_enroll(person=person, uploads=[ContentFile(data, name="live.jpg")], largest=True, actor=actor)[0]
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.face is not None
+    return {"type": "enrolled", "person_id": person.pk, "person_name": person.name, "face_id": outcome.face.pk}
+
+
+class LiveConsumer(AsyncConsumer):
+    """One browser stream. Channels' dispatch is replaced by ours: no channel layer (nothing is
+    sent to a connection from elsewhere) and no database round trip per message."""
+
+    async def __call__(self, scope, receive, send):
+        self.scope, self.base_send = scope, send
+        self.user = scope.get("user")
+        self.send_timeout = float(settings.LIVE_SEND_TIMEOUT)
+        self.max_frame_bytes = int(settings.LIVE_MAX_FRAME_BYTES)
+        self.queue: deque[_Frame] = deque()
+        self.queue_size = max(1, int(settings.LIVE_QUEUE_FRAMES))
+        self.received = self.processed = self.dropped = 0
+        self.stream: _Stream | None = None
+        self.min_face_size = min(max(settings.FACE_ENGINE.min_face_size, MIN_FACE_SIZE), MAX_FACE_SIZE)
+        self.names: dict[int, str] = {}
+        self.last_frame: bytes | None = None  # the last analysed frame's bytes: what "enrol" enrols
+        self.ready = self.closing = False
+        self.wakeup, self.gone = asyncio.Event(), asyncio.Event()
+        self.send_lock = asyncio.Lock()
+        self.worker: asyncio.Task | None = None
+        self.closer: asyncio.Task | None = None
+
+        async def receive_until_gone():
+            # Once we have given up on a connection, stop waiting for its client (it may never
+            # send or read again): a made-up disconnect ends the consumer.
+            if self.gone.is_set():
+                return {"type": "websocket.disconnect", "code": CLOSE_SLOW_READER}
+            getter, stopper = asyncio.ensure_future(receive()), asyncio.ensure_future(self.gone.wait())
+            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                stopper.cancel()
+                return getter.result()
+            getter.cancel()
+            return {"type": "websocket.disconnect", "code": CLOSE_SLOW_READER}
+
+        try:
+            await await_many_dispatch([receive_until_gone], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            await self._cleanup()
+
+    async def dispatch(self, message):
+        kind = message.get("type")
+        if kind == "websocket.disconnect":
+            raise StopConsumer
+        try:
+            if kind == "websocket.connect":
+                await self._connect()
+            elif kind == "websocket.receive" and self.closing:
+                # Nothing more is read from a connection being closed: while this waits, uvicorn
+                # stops reading its socket, so a client that floods us is held back by TCP.
+                await self.gone.wait()
+            elif kind == "websocket.receive" and self.ready:
+                if message.get("bytes") is not None:
+                    await self._frame(message["bytes"])
+                else:
+                    await self._control(message.get("text") or "")
+        except StopConsumer:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one message's failure must not end the connection or leak a traceback
+            logger.exception("live stream of %s: a message could not be handled", self._who())
+            if isinstance(exc, DatabaseError):
+                await self._send_error("database_unavailable", "The database is unavailable; try again.")
+            else:
+                await self._send_error("internal_error", "The server could not handle this message.")
+            if not self.ready:  # the connect itself failed: there is no stream to go on with
+                self._shut(CLOSE_ERROR)
+
+    # ---- connecting ------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        await self.base_send({"type": "websocket.accept"})
+        user = self.user
+        if self.scope.get("auth_error"):
+            return await self._refuse("authentication_failed", self.scope["auth_error"], CLOSE_AUTH)
+        if user is None or not user.is_authenticated:
+            return await self._refuse("not_authenticated", "Sign in, or give an API token as ?token=.", CLOSE_AUTH)
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if "min_face_size" in query:
+            size = _face_size(query["min_face_size"][0])
+            if size is None:
+                return await self._refuse(
+                    "invalid", f"min_face_size must be an integer from {MIN_FACE_SIZE} to {MAX_FACE_SIZE}.",
+                    CLOSE_PARAMS)
+            self.min_face_size = size
+        try:
+            gallery_id = await _gallery_id(query.get("gallery", [None])[0])
+        except ServiceError as exc:
+            return await self._refuse(exc.error_code, exc.message, CLOSE_PARAMS)
+        self.stream = _Stream(gallery_id=gallery_id, user=user)
+        self.ready = True
+        self.worker = asyncio.ensure_future(self._work())
+        logger.info("live stream of %s: open (gallery %s)", self._who(), gallery_id)
+        await self._send_json({"type": "ready", "user": user.get_username(), "staff": bool(user.is_staff),
+                               "gallery": gallery_id, "max_frame_bytes": self.max_frame_bytes,
+                               "min_face_size": self.min_face_size})
+
+    async def _refuse(self, code: str, message: str, close_code: int) -> None:
+        await self._send_error(code, message)
+        self._shut(close_code)
+
+    # ---- client messages -------------------------------------------------------------------------
+
+    async def _frame(self, data: bytes) -> None:
+        self.received += 1
+        if len(data) > self.max_frame_bytes:
+            await self._send_error("frame_too_large", f"The frame is {len(data)} bytes; the limit is "
+                                   f"{self.max_frame_bytes} bytes.", frame=self.received)
+            return
+        if len(self.queue) >= self.queue_size:
+            self.queue.popleft()  # the oldest waiting frame gives way: the newest is what the client shows
+            self.dropped += 1
+        self.queue.append(_Frame(self.received, data, time.time(), time.monotonic()))
+        self.wakeup.set()
+
+    async def _control(self, text: str) -> None:
+        message = None
+        if len(text) <= MAX_TEXT_CHARS:
+            with contextlib.suppress(ValueError):
+                message = json.loads(text)
+        if not isinstance(message, dict):
+            return await self._invalid("A text message must be a JSON object with a \"type\".")
+        kind = message.get("type")
+        if kind == "ping":
+            await self._send_json({"type": "pong"})
+        elif kind == "config":
+            await self._config(message)
+        elif kind == "enrol":
+            await self._enrol(message)
+        else:
+            await self._invalid("The type must be \"ping\", \"config\" or \"enrol\".")
+
+    async def _invalid(self, message: str) -> None:
+        await self._send_error("invalid_message", message)
+
+    async def _config(self, message: dict) -> None:
+        size = _face_size(message.get("min_face_size", self.min_face_size))
+        if size is None:
+            return await self._invalid(f"min_face_size must be an integer from {MIN_FACE_SIZE} to {MAX_FACE_SIZE}.")
+        assert self.stream is not None
+        gallery_id = self.stream.gallery_id
+        if "gallery" in message:
+            value = message["gallery"]
+            if isinstance(value, bool) or not (value is None or isinstance(value, int | str)):
+                return await self._invalid("gallery must be a gallery's id, its slug, or null.")
+            try:
+                gallery_id = await _gallery_id(value)
+            except ServiceError as exc:
+                return await self._send_error(exc.error_code, exc.message)
+        self.min_face_size = size
+        if gallery_id != self.stream.gallery_id:  # other people to match: the appearances so far end
+            old, self.stream = self.stream, _Stream(gallery_id=gallery_id, user=self.user)
+            await browser.run_blocking(old.close)
+        await self._send_json({"type": "config", "gallery": gallery_id, "min_face_size": size})
+
+    async def _enrol(self, message: dict) -> None:
+        if not self.user.is_staff:
+            return await self._send_error("permission_denied", "Only staff may enrol faces.")
+        person_id = message.get("person_id")
+        if isinstance(person_id, bool) or not isinstance(person_id, int) or person_id < 1:
+            return await self._invalid("person_id must be a person's id.")
+        if self.last_frame is None:
+            return await self._send_error("no_face", "No frame has been analysed yet: nothing to enrol.")
+        try:
+            reply = await _enrol(person_id=person_id, data=self.last_frame, actor=self.user)
+        except ServiceError as exc:
+            return await self._send_error(exc.error_code, exc.message)
+        logger.info("live stream of %s: face %s enrolled for person %s", self._who(), reply["face_id"], person_id)
+        await self._send_json(reply)
+
+    # ---- analysis --------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """The connection's one analysing task: the waiting frames in order, a tick when idle."""
+        while True:
+            try:
+                await self._step()
+            except Exception:  # noqa: BLE001 - whatever failed, the stream goes on (cancelling still ends it)
+                logger.exception("live stream of %s: analysis step failed", self._who())
+
+    async def _step(self) -> None:
+        assert self.stream is not None  # the task starts once the stream exists
+        if not self.queue:
+            self.wakeup.clear()
+            try:
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self.wakeup.wait()
+            except TimeoutError:
+                return await browser.run_blocking(self.stream.tick)
+        frame = self.queue.popleft()
+        try:
+            payload = await browser.run_blocking(self._analyse, self.stream, frame, self.min_face_size)
+        except ImageError as exc:
+            return await self._send_error(exc.code, exc.message, frame=frame.number)
+        except Exception:  # noqa: BLE001 - one bad frame, not the end of the stream
+            logger.exception("live stream of %s: frame %d failed", self._who(), frame.number)
+            return await self._send_error("internal_error", "This frame could not be analysed.", frame=frame.number)
+        self.processed += 1
+        await self._send_json({**payload, "dropped": self.dropped, "received": self.received})
+
+    def _analyse(self, stream: _Stream, frame: _Frame, min_face_size: int) -> dict:
+        """On the pool: decode, detect, embed, track, name (blocking)."""
+        try:
+            started = time.monotonic()
+            engine = pipeline()
+            clock = time.perf_counter()
+            image = engine.decode(frame.data)
+            decode_ms = (time.perf_counter() - clock) * 1000.0
+            result = engine.analyze([image], min_face_size=min_face_size)[0]
+            clock = time.perf_counter()
+            tracked = stream.observe(result.faces, image, at=frame.received_at)
+            names = self._names({t.person_id for t in tracked if t.decided and t.person_id is not None})
+            match_ms = (time.perf_counter() - clock) * 1000.0
+            self.last_frame = frame.data
+        finally:
+            close_old_connections()  # as after a request: a pooled connection goes back, a broken one is dropped
+        faces = [{
+            "track_id": t.track_id, "box": t.box.as_dict(),
+            "name": None if not t.decided else "unknown" if t.person_id is None else names.get(t.person_id, ""),
+            "person_id": t.person_id if t.decided else None, "decided": t.decided,
+            "distance": None if t.distance is None else round(float(t.distance), 4),
+        } for t in tracked]
+        stages = result.timings_ms
+        timings = {"queue": (started - frame.received_mono) * 1000.0, "decode": decode_ms,
+                   **{k: stages.get(k, 0.0) for k in ("detect", "landmarks", "embed")}, "match": match_ms,
+                   "total": (time.monotonic() - frame.received_mono) * 1000.0}
+        return {"type": "result", "frame": frame.number, "width": result.width, "height": result.height,
+                "faces": faces, "timings_ms": {k: round(v, 1) for k, v in timings.items()}}
+
+    def _names(self, person_ids: set[int]) -> dict[int, str]:
+        missing = person_ids - self.names.keys()
+        if missing:  # a name is looked up once per connection: a frame should not wait on the database
+            self.names.update(person_names(missing))
+        return {pid: self.names[pid] for pid in person_ids if pid in self.names}
+
+    # ---- sending and closing ---------------------------------------------------------------------
+
+    async def _send_error(self, code: str, message: str, *, frame: int | None = None) -> None:
+        payload: dict[str, object] = {"type": "error", "code": code, "message": message}
+        if frame is not None:
+            payload["frame"] = frame
+        await self._send_json(payload)
+
+    async def _send_json(self, payload: dict) -> bool:
+        """Send one message within LIVE_SEND_TIMEOUT; a client that does not take it in time is
+        closed with 4408 (uvicorn holds a send while the client's socket is full)."""
+        if self.closing:
+            return False
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                async with self.send_lock:
+                    await self.base_send({"type": "websocket.send", "text": json.dumps(payload, allow_nan=False)})
+            return True
+        except TimeoutError:
+            logger.warning("live stream of %s: the client read nothing for %.1f s: closing (4408)", self._who(),
+                           self.send_timeout)
+            self._shut(CLOSE_SLOW_READER)
+        except Exception as exc:  # noqa: BLE001 - the server closed it (client gone, keepalive timeout): we end too
+            logger.info("live stream of %s: send failed (%s): closing", self._who(), exc.__class__.__name__)
+            self._shut(CLOSE_ERROR)
+        return False
+
+    def _shut(self, code: int) -> None:
+        """Stop analysing and close with ``code`` (from a task of its own: the caller may be the
+        analysing task, which this cancels)."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.worker is not None:
+            self.worker.cancel()
+        self.closer = asyncio.ensure_future(self._close(code))
+
+    async def _close(self, code: int) -> None:
+        try:
+            async with asyncio.timeout(max(self.send_timeout, CLOSE_WAIT_SECONDS)):
+                async with self.send_lock:
+                    await self.base_send({"type": "websocket.close", "code": code})
+        except Exception:  # noqa: BLE001, S110 - not read in time, or already closed by the server: nothing to add
+            pass
+        finally:
+            self.gone.set()
+
+    async def _cleanup(self) -> None:
+        """The connection is over: stop the task, close the appearances (their events), never raise."""
+        self.closing = True
+        for task in (self.worker, self.closer):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if self.stream is not None:
+            # Submitted, not only awaited: it must run even when this task is being cancelled.
+            done = browser.inference_pool().submit(self.stream.close)
+            try:
+                await asyncio.shield(asyncio.wrap_future(done))
+            except asyncio.CancelledError:
+                pass  # the server is stopping: the close still runs on the pool
+            except Exception:  # noqa: BLE001
+                logger.exception("live stream of %s: closing its appearances failed", self._who())
+        if self.ready:
+            logger.info("live stream of %s: closed (%d frames received, %d analysed, %d dropped)", self._who(),
+                        self.received, self.processed, self.dropped)
+
+    def _who(self) -> str:
+        user = self.user
+        return user.get_username() if user is not None and user.is_authenticated else "anonymous"
