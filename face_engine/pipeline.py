@@ -72,13 +72,16 @@ class FacePipeline:
         landmarks and chips, then embed all their faces in one call; a bad image fails alone."""
         return self._back(self._front(list(blobs), self._decode_many))
 
-    def analyze(self, images: Sequence[RGBImage], *, min_face_size: int | None = None) -> list[ImageFaces]:
+    def analyze(self, images: Sequence[RGBImage], *, min_face_size: int | None = None,
+                cnn_fallback: bool = True) -> list[ImageFaces]:
         """Like ``analyze_bytes`` for decoded H×W×3 uint8 RGB arrays; ``min_face_size`` overrides
-        the setting (a camera's own)."""
-        front = self._front([_as_rgb(image) for image in images], None, min_face_size)
+        the setting (a camera's own); ``cnn_fallback=False`` makes ``hog+cnn`` HOG alone (live
+        streams: see ``Detector.predict_many``)."""
+        front = self._front([_as_rgb(image) for image in images], None, min_face_size, cnn_fallback)
         return self._back(front)  # type: ignore[return-value]
 
-    def _front(self, items: list[Any], decode: Any, min_face_size: int | None = None) -> _Front:
+    def _front(self, items: list[Any], decode: Any, min_face_size: int | None = None,
+               cnn_fallback: bool = True) -> _Front:
         """Decode (unless given arrays) and detect every image of a batch."""
         self.load()
         clock = _Clock(len(items))
@@ -88,7 +91,8 @@ class FacePipeline:
             decoded = decode(items)
             clock.lap("decode")
         images = [d for d in decoded if not isinstance(d, ImageError)]
-        detections = self.detector.predict_many(images, self._pool.map, min_face_size=min_face_size)
+        detections = self.detector.predict_many(images, self._pool.map, min_face_size=min_face_size,
+                                                cnn_fallback=cnn_fallback)
         clock.lap("detect")
         return _Front(decoded, images, detections, clock)
 

@@ -332,7 +332,7 @@ class LiveConsumer(AsyncConsumer):
             clock = time.perf_counter()
             image = engine.decode(frame.data)
             decode_ms = (time.perf_counter() - clock) * 1000.0
-            result = engine.analyze([image], min_face_size=min_face_size)[0]
+            result = engine.analyze([image], min_face_size=min_face_size, cnn_fallback=False)[0]
             clock = time.perf_counter()
             tracked = stream.observe(result.faces, image, at=frame.received_at)
             names = self._names({t.person_id for t in tracked if t.decided and t.person_id is not None})

@@ -118,7 +118,9 @@ class LiveLoop:
                 batch.remove((stream, frame))
         if not batch:
             return
-        results: list[ImageFaces] = self.pipeline.analyze(images, min_face_size=min_face_size)
+        # HOG alone where the detector is hog+cnn: most frames of a stream are empty, and the face
+        # HOG misses in one frame (turned away) it finds in the next.
+        results: list[ImageFaces] = self.pipeline.analyze(images, min_face_size=min_face_size, cnn_fallback=False)
         done = time.monotonic()
         for (stream, frame), image, result in zip(batch, images, results, strict=True):
             stream.analysed += 1

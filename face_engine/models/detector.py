@@ -70,12 +70,14 @@ class Detector(Model[_Sessions]):
         """Every face in ``image``, boxes in its own pixels, highest score first."""
         return self.predict_many([image], map)[0]
 
-    def predict_many(self, images: Sequence[RGBImage], map_fn: MapFn, *,
-                     min_face_size: int | None = None) -> list[list[Detection]]:
+    def predict_many(self, images: Sequence[RGBImage], map_fn: MapFn, *, min_face_size: int | None = None,
+                     cnn_fallback: bool = True) -> list[list[Detection]]:
         """``predict`` for each image. Per-image work (resizing, HOG) goes through ``map_fn`` (a
         worker pool's map); the CNN gets every image that needs it in one ``detect_many`` call
         where its session has one (torch: batched on the GPU). ``min_face_size`` overrides the
-        setting's (a camera has its own)."""
+        setting's (a camera has its own). Without ``cnn_fallback``, ``hog+cnn`` is HOG alone: a
+        live stream's frames are mostly empty, and the fallback would run the CNN on each of them
+        (265 ms on a 720p frame on the 2-core machine, against 51 ms for HOG)."""
         sessions = self.load()
         smallest = min_face_size or self.settings.min_face_size
         works: list[_Work] = list(map_fn(lambda image: self._work(image, smallest), images))
@@ -83,7 +85,7 @@ class Detector(Model[_Sessions]):
         if sessions.hog is not None:
             hog = sessions.hog
             found = list(map_fn(lambda w: hog.detect(w.image, w.upsample) if w.detectable else [], works))
-        if sessions.cnn is not None:
+        if sessions.cnn is not None and (sessions.hog is None or cnn_fallback):
             todo = [i for i, w in enumerate(works) if w.detectable and not found[i]]
             for upsample in {works[i].upsample for i in todo}:
                 group = [i for i in todo if works[i].upsample == upsample]

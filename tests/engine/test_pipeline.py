@@ -344,3 +344,14 @@ def test_batch_jpeg_decoder_takes_plain_jpegs_only(engine):
         assert isinstance(got[3], ImageError) and got[3].code == want[3].code
     assert sent == [2]  # the good JPEG and the truncated one (its header is fine); not the PNG
 
+
+
+def test_without_the_cnn_fallback_hog_cnn_is_hog_alone(engine):
+    """Live streams analyse mostly empty frames: they turn the CNN fallback off. A face tilted by
+    50° is found by the CNN only."""
+    tilted = np.asarray(Image.open(DATA / "misc" / "obama-480p.jpg").convert("RGB").rotate(50, expand=True))
+    assert engine.settings.detector == DetectorKind.HOG_CNN
+    assert len(engine.analyze([tilted])[0].faces) == 1
+    assert engine.analyze([tilted], cnn_fallback=False)[0].faces == ()
+    upright = np.asarray(Image.open(DATA / "misc" / "obama-480p.jpg").convert("RGB"))
+    assert len(engine.analyze([upright], cnn_fallback=False)[0].faces) == 1
