@@ -41,3 +41,21 @@ def test_index_load_benchmark_rolls_back(engine):
     assert "loaded 2,000 embeddings from the database into the index (exact)" in text
     assert "rolled back" in text
     assert not Face.objects.exists() and not Person.objects.exists()
+
+
+def test_live_benchmark_scores_a_short_scene_and_prints_camera_capacity(tmp_path, capsys, engine):
+    """A 9 s scene (Obama, then a stranger) played as a live camera, then one camera's capacity."""
+    from face_engine.bench.live import main
+    from face_engine.bench.scene import LIN, OBAMA_1, Entry, build_scene
+
+    video = tmp_path / "short.mp4"
+    build_scene(video, script=[Entry(OBAMA_1, 0.5, 2.5, "left", 150), Entry(LIN, 4.5, 2.5, "right", 150)],
+                width=960, height=540, duration=8.5)
+    main(["--video", str(video), "--cameras", "1", "--capacity-seconds", "3"])
+    out = capsys.readouterr().out
+    assert re.search(r"^obama\s+[\d.]+s\s+obama\s+\d+ ms\s+1 event\(s\)$", out, re.M), out
+    assert re.search(r"^stranger:lin-manuel-miranda\s+[\d.]+s\s+unknown\s+\d+ ms\s+1 event\(s\)$", out, re.M), out
+    assert "events: 2 for 2 appearances; duplicates 0, missed 0, known people named as someone else 0, " \
+           "strangers named 0, known people called unknown 0, events with nobody in view 0" in out
+    assert re.search(r"time to name \(known people\): n=1 min \d+", out)
+    assert re.search(r"^\s+1\s+[\d.]+ / [\d.]+\s+\d+ms\s+\d+ms\s+[\d.]+%\s+\d+%\s+\d+%$", out, re.M), out
