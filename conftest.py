@@ -82,6 +82,18 @@ def staff(db):
 
 
 @pytest.fixture
+def browser(db):
+    """A Django test client logged in as a staff superuser, as an operator using the admin."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    admin_user = get_user_model().objects.create_superuser("site-admin", "", "site-admin-pass-123")
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
 def anon_client():
     return make_client()
 

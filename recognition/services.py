@@ -37,7 +37,11 @@ def gallery_resolve(value: str | int | None) -> Gallery | None:
     if value in (None, ""):
         return None
     text = str(value).strip()
-    query = Gallery.objects.filter(pk=int(text)) if text.isdigit() else Gallery.objects.filter(slug=text)
+    # ASCII digits only ("²" is a digit to str.isdigit), and within the database's integer range.
+    numeric = text.isascii() and text.isdigit()
+    if numeric and int(text) >= 2**63:
+        raise ServiceError("unknown_gallery", f"No gallery with id or slug {text[:100]!r}.", status_code=400)
+    query = Gallery.objects.filter(pk=int(text)) if numeric else Gallery.objects.filter(slug=text)
     gallery = query.first()
     if gallery is None:
         raise ServiceError("unknown_gallery", f"No gallery with id or slug {text!r}.", status_code=400)

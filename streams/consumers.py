@@ -95,7 +95,7 @@ def _face_size(value) -> int | None:
     """A min_face_size within bounds (an int or its digits), else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
         value = int(value)
     return value if isinstance(value, int) and MIN_FACE_SIZE <= value <= MAX_FACE_SIZE else None
 
@@ -283,7 +283,7 @@ class LiveConsumer(AsyncConsumer):
         if not self.user.is_staff:
             return await self._send_error("permission_denied", "Only staff may enrol faces.")
         person_id = message.get("person_id")
-        if isinstance(person_id, bool) or not isinstance(person_id, int) or person_id < 1:
+        if isinstance(person_id, bool) or not isinstance(person_id, int) or not 1 <= person_id < 2**63:
             return await self._invalid("person_id must be a person's id.")
         if self.last_frame is None:
             return await self._send_error("no_face", "No frame has been analysed yet: nothing to enrol.")

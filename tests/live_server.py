@@ -18,9 +18,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlencode
 
-import requests
-
-from tests.processes import BIN, ROOT, Process, free_port, service_env, wait_for
+from tests.processes import BIN, ROOT, Process, free_port, service_env, wait_answering
 
 
 class LiveServer(Process):
@@ -42,15 +40,7 @@ class LiveServer(Process):
         super().__init__(name, args, env, Path(log_dir) / f"{name}.log")
 
     def wait_ready(self, timeout: float = 120) -> LiveServer:
-        def answers():
-            assert self.alive(), f"{self.name} exited. {self.log_tail()}"
-            try:
-                return requests.get(f"{self.base}/api/health/", timeout=5).status_code in (200, 503)
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, timeout=timeout, what=f"{self.name} answering", detail=self.log_tail)
-        return self
+        return wait_answering(self, timeout)
 
     def ws_url(self, path: str = "/ws/live/", **query) -> str:
         return f"ws://127.0.0.1:{self.port}{path}" + (f"?{urlencode(query)}" if query else "")

@@ -123,6 +123,20 @@ class Processes:
         self.items.clear()
 
 
+def wait_answering(server, timeout: float = 120):
+    """Wait until a server process (with ``base``, its URL) answers its health check; returns it."""
+
+    def answers():
+        assert server.alive(), f"{server.name} exited. {server.log_tail()}"
+        try:
+            return requests.get(f"{server.base}/api/health/", timeout=5).status_code in (200, 503)
+        except requests.RequestException:
+            return False
+
+    wait_for(answers, timeout=timeout, what=f"{server.name} answering", detail=server.log_tail)
+    return server
+
+
 class ApiServer(Process):
     """`gunicorn -c gunicorn.conf.py` (what `make serve` runs) on a free loopback port."""
 
@@ -135,15 +149,7 @@ class ApiServer(Process):
         super().__init__(name, args, env, log_dir / f"{name}.log")
 
     def wait_ready(self, timeout: float = 120) -> ApiServer:
-        def answers():
-            assert self.alive(), f"{self.name} exited. {self.log_tail()}"
-            try:
-                return requests.get(f"{self.base}/api/health/", timeout=5).status_code in (200, 503)
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, timeout=timeout, what=f"{self.name} answering", detail=self.log_tail)
-        return self
+        return wait_answering(self, timeout)
 
     def workers_booted(self) -> int:
         """How many worker processes gunicorn has booted so far (more than asked: one was replaced)."""

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
@@ -32,15 +31,6 @@ PHOTOS = {"obama": "obama.jpg", "biden": "biden.jpg", "kit_harington": "john2.jp
 
 
 # ---- fixtures and helpers --------------------------------------------------------------------
-
-@pytest.fixture
-def browser(db):
-    """A Django test client logged in as a staff superuser, as an operator using the admin."""
-    admin_user = get_user_model().objects.create_superuser("site-admin", "", "site-admin-pass-123")
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
 
 @pytest.fixture
 def people(db, engine):

@@ -108,3 +108,13 @@ def test_a_bad_image_in_a_batch_fails_alone(user_client, engine):
     assert body["results"][-1]["success"] is True and len(body["results"][-1]["faces"]) == 1
     codes = [r["error"]["code"] for r in body["results"][:-1]]
     assert codes == [code for _, (_, code, _) in sorted(BAD_FILES.items())]
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "99999999999999999999999", "9223372036854775808"])
+def test_a_gallery_id_that_is_no_database_id_is_an_unknown_gallery(user_client, value):
+    """Unicode digits pass str.isdigit() and ids past int64 overflow the database: both are simply
+    no gallery (the live stream, the events and cameras filters resolve galleries the same way)."""
+    for path in ("/api/people/", "/api/events/", "/api/cameras/"):
+        response = user_client.get(path, {"gallery": value})
+        assert response.status_code == 400, (path, response.content)
+        assert response.json()["error"]["code"] in ("unknown_gallery", "invalid"), (path, response.json())

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from audit.models import AuditRecord
@@ -326,14 +324,6 @@ def test_services_refuse_what_the_api_refuses(db, video_root):
 
 
 # ---- admin -------------------------------------------------------------------------------------
-
-@pytest.fixture
-def browser(db):
-    user = get_user_model().objects.create_superuser("site-admin", "", "site-admin-pass-123")
-    client = Client()
-    client.force_login(user)
-    return client
-
 
 def admin_form(**fields):
     form = {"name": "Gate", "source_url": RTSP, "gallery": "", "analysis_fps": "5", "min_face_size": "80",

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import IntegrityError
-from django.test import Client
 from PIL import Image
 
 from conftest import MISC
@@ -428,14 +426,6 @@ def test_deleting_events_deletes_their_crops(db, media, commit):
 
 
 # ---- the admin -------------------------------------------------------------------------------
-
-@pytest.fixture
-def browser(db):
-    admin_user = get_user_model().objects.create_superuser("site-admin", "", "site-admin-pass-123")
-    client = Client()
-    client.force_login(admin_user)
-    return client
-
 
 def test_admin_pages_render(scene, browser):
     page = browser.get("/admin/events/event/")

@@ -12,19 +12,11 @@ import psycopg
 import pytest
 
 from face_engine.bench.scene import OBAMA_1, Entry, build_scene
-from tests.processes import PrivatePostgres, Process, Processes, manage, service_env, wait_for
+from tests.processes import Process, Processes, manage, service_env, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 OUTAGE = 12.0  # seconds; the video brings a new appearance every 8 s
 
-
-@pytest.fixture
-def cluster():
-    postgres = PrivatePostgres().init().start()
-    try:
-        yield postgres
-    finally:
-        postgres.remove()
 
 
 def rows(url: str, sql: str) -> list[tuple]:

@@ -9,19 +9,11 @@ import time
 import pytest
 
 from conftest import MISC, TRAIN
-from tests.processes import Api, ApiServer, PrivatePostgres, Processes, manage, service_env, wait_for
+from tests.processes import Api, ApiServer, Processes, manage, service_env, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 FAST = 10.0  # seconds: the pool's wait (DB_POOL_TIMEOUT 5) and a connection attempt (DB_CONNECT_TIMEOUT 3)
 
-
-@pytest.fixture
-def cluster():
-    postgres = PrivatePostgres().init().start()
-    try:
-        yield postgres
-    finally:
-        postgres.remove()
 
 
 def _timed(call):
