@@ -3,7 +3,8 @@
 Every WebSocket connection of this process shares them: one bounded thread pool for the blocking
 work (decoding, inference, the tracker), so that a hundred connections start two threads on a
 two-core machine rather than a hundred, and one event writer, so that browser appearances are
-recorded like a camera's without each connection owning a writer thread.
+recorded like a camera's without each connection owning a writer thread. ``BrowserStream`` is
+one connection's tracker, fed from that pool.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from streams.sink import EventWriter
+from face_engine.live.appearances import AppearanceTracker
+from streams.matching import gallery_matcher, live_policy
+from streams.sink import EventWriter, SourceContext
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,3 +66,34 @@ def event_writer() -> EventWriter:
             writer.start()
             _writer = writer
         return _writer
+
+
+class BrowserStream:
+    """One gallery's appearances on this connection. The tracker is used from the pool's threads,
+    and a call cancelled by a disconnect may still be running there: hence the lock, and
+    ``closed`` so that no frame opens an appearance after the stream was closed."""
+
+    def __init__(self, *, gallery_id: int | None, user) -> None:
+        writer = event_writer()
+        context = SourceContext(source="browser", source_name=f"browser:{user.get_username()}", user_id=user.pk,
+                                gallery_id=gallery_id)
+        self.gallery_id = gallery_id
+        self.tracker = AppearanceTracker(match=gallery_matcher(gallery_id), policy=live_policy(),
+                                         emit=lambda event: writer.put(event, context))
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def observe(self, faces, image, at: float):
+        with self.lock:
+            return [] if self.closed else self.tracker.observe(faces, image, at=at)
+
+    def tick(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.tracker.tick(time.time())
+
+    def close(self) -> None:
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                self.tracker.close_all()

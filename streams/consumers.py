@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -32,12 +31,11 @@ from django.core.files.base import ContentFile
 from django.db import DatabaseError, close_old_connections
 
 from core.errors import ServiceError
-from face_engine.live.appearances import AppearanceTracker
 from face_engine.types import ImageError
 from people.engine import pipeline
 from streams import browser
-from streams.matching import gallery_matcher, person_names
-from streams.sink import SourceContext
+from streams.browser import BrowserStream
+from streams.matching import person_names
 
 logger = logging.getLogger(__name__)
 
@@ -56,39 +54,6 @@ class _Frame:
     data: bytes
     received_at: float  # time.time(): when the face was seen, for the tracker and the events
     received_mono: float
-
-
-class _Stream:
-    """One gallery's appearances on this connection. The tracker is used from the pool's threads,
-    and a call cancelled by a disconnect may still be running there: hence the lock, and
-    ``closed`` so that no frame opens an appearance after the stream was closed."""
-
-    def __init__(self, *, gallery_id: int | None, user) -> None:
-        from streams.worker import live_policy  # imported here: the camera worker's module loads PyAV
-
-        writer = browser.event_writer()
-        context = SourceContext(source="browser", source_name=f"browser:{user.get_username()}", user_id=user.pk,
-                                gallery_id=gallery_id)
-        self.gallery_id = gallery_id
-        self.tracker = AppearanceTracker(match=gallery_matcher(gallery_id), policy=live_policy(),
-                                         emit=lambda event: writer.put(event, context))
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def observe(self, faces, image, at: float):
-        with self.lock:
-            return [] if self.closed else self.tracker.observe(faces, image, at=at)
-
-    def tick(self) -> None:
-        with self.lock:
-            if not self.closed:
-                self.tracker.tick(time.time())
-
-    def close(self) -> None:
-        with self.lock:
-            if not self.closed:
-                self.closed = True
-                self.tracker.close_all()
 
 
 def _face_size(value) -> int | None:
@@ -135,7 +100,7 @@ class LiveConsumer(AsyncConsumer):
         self.queue: deque[_Frame] = deque()
         self.queue_size = max(1, int(settings.LIVE_QUEUE_FRAMES))
         self.received = self.processed = self.dropped = 0
-        self.stream: _Stream | None = None
+        self.stream: BrowserStream | None = None
         self.min_face_size = min(max(settings.FACE_ENGINE.min_face_size, MIN_FACE_SIZE), MAX_FACE_SIZE)
         self.names: dict[int, str] = {}
         self.last_frame: bytes | None = None  # the last analysed frame's bytes: what "enrol" enrols
@@ -213,7 +178,7 @@ class LiveConsumer(AsyncConsumer):
             gallery_id = await _gallery_id(query.get("gallery", [None])[0])
         except ServiceError as exc:
             return await self._refuse(exc.error_code, exc.message, CLOSE_PARAMS)
-        self.stream = _Stream(gallery_id=gallery_id, user=user)
+        self.stream = BrowserStream(gallery_id=gallery_id, user=user)
         self.ready = True
         self.worker = asyncio.ensure_future(self._work())
         logger.info("live stream of %s: open (gallery %s)", self._who(), gallery_id)
@@ -275,7 +240,7 @@ class LiveConsumer(AsyncConsumer):
                 return await self._send_error(exc.error_code, exc.message)
         self.min_face_size = size
         if gallery_id != self.stream.gallery_id:  # other people to match: the appearances so far end
-            old, self.stream = self.stream, _Stream(gallery_id=gallery_id, user=self.user)
+            old, self.stream = self.stream, BrowserStream(gallery_id=gallery_id, user=self.user)
             await browser.run_blocking(old.close)
         await self._send_json({"type": "config", "gallery": gallery_id, "min_face_size": size})
 
@@ -324,7 +289,7 @@ class LiveConsumer(AsyncConsumer):
         self.processed += 1
         await self._send_json({**payload, "dropped": self.dropped, "received": self.received})
 
-    def _analyse(self, stream: _Stream, frame: _Frame, min_face_size: int) -> dict:
+    def _analyse(self, stream: BrowserStream, frame: _Frame, min_face_size: int) -> dict:
         """On the pool: decode, detect, embed, track, name (blocking)."""
         try:
             started = time.monotonic()

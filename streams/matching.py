@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from django.conf import settings
 from django.db import DatabaseError
 
 from face_engine.index import GalleryIndex
-from face_engine.live.appearances import Candidate, MatchFn
+from face_engine.live.appearances import Candidate, MatchFn, VotePolicy
 from people.models import Person
 from recognition.index_cache import index_cache
 
@@ -24,6 +25,11 @@ def _current_index() -> GalleryIndex | None:
     except DatabaseError as exc:
         logger.warning("index check failed (%s); matching against the index in memory", exc.__class__.__name__)
         return index_cache.current()
+
+
+def live_policy() -> VotePolicy:
+    """The appearance vote of cameras and browser streams, at the service's match threshold."""
+    return VotePolicy(threshold=settings.FACE_ENGINE.match_threshold)
 
 
 def gallery_matcher(gallery_id: int | None) -> MatchFn:

@@ -21,7 +21,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
-from face_engine.live.appearances import AppearanceTracker, VotePolicy
+from face_engine.live.appearances import AppearanceTracker
 from face_engine.live.frames import LatestFrame
 from face_engine.live.loop import LiveLoop, Stream
 from face_engine.live.source_url import SourceError, parse_source
@@ -29,16 +29,12 @@ from face_engine.live.sources import VideoSource
 from face_engine.types import BoundingBox
 from people.engine import pipeline
 from streams.leases import camera_claim, camera_release, camera_renew, camera_status_write
-from streams.matching import gallery_matcher
+from streams.matching import gallery_matcher, live_policy
 from streams.models import Camera
 from streams.sink import EventWriter, SourceContext
 
 logger = logging.getLogger(__name__)
 PURGE_EVERY = 3600.0  # seconds between two passes of the event crops' retention
-
-
-def live_policy() -> VotePolicy:
-    return VotePolicy(threshold=settings.FACE_ENGINE.match_threshold)
 
 
 def worker_name() -> str:

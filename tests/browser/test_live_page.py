@@ -38,7 +38,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def camera_clip(tmp_path_factory, engine) -> Path:
     """Four seconds of obama1.jpg held in front of the fake camera (Chromium loops the file)."""
-    from face_engine.bench.scene import build_y4m_clip
+    from face_engine.bench.y4m import build_y4m_clip
 
     path = tmp_path_factory.mktemp("camera") / "obama.y4m"
     build_y4m_clip(path, "people/test/obama1.jpg", width=640, height=480, fps=10, seconds=4,

@@ -19,11 +19,10 @@ from face_engine.bench.scene import (
     SceneRenderer,
     SceneTruth,
     build_scene,
-    build_y4m_clip,
     default_script,
     load_photo,
-    write_y4m,
 )
+from face_engine.bench.y4m import build_y4m_clip, write_y4m
 from face_engine.pipeline import FacePipeline
 from face_engine.registry import get_pipeline
 from face_engine.settings import EngineSettings
