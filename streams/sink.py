@@ -162,7 +162,10 @@ class EventWriter:
                     if current is not None and current[0] is event:  # else a newer snapshot came meanwhile
                         del self._pending[uid]
                     self.written += row is not None
+                    idle = not self._pending
                     self._cond.notify_all()
+                if idle:  # the connection goes back to the pool (PostgreSQL) until the next event
+                    close_old_connections()
                 if row is not None and self.on_written is not None:
                     try:
                         self.on_written(event, context, row)

@@ -110,6 +110,18 @@ def adopt_open_events(appearances: AppearanceTracker, camera_id: int) -> None:
             sharpness=event.sharpness, linger_until=linger_until)
 
 
+def _closing_connection(run):
+    """A thread's target that gives its database connection back when it ends."""
+
+    def target() -> None:
+        try:
+            run()
+        finally:
+            connection.close()
+
+    return target
+
+
 class CameraWorker:
     def __init__(self, *, worker_id: str | None = None, capacity: int | None = None,
                  lease_seconds: float | None = None) -> None:
@@ -118,7 +130,9 @@ class CameraWorker:
         self.lease_seconds = lease_seconds or settings.CAMERA_LEASE_SECONDS
         self.heartbeat = min(2.0, self.lease_seconds / 3.0)
         self.writer = EventWriter()
-        self.loop = LiveLoop(pipeline())
+        # On PostgreSQL each thread's connection comes from the process's pool: the loop's (its
+        # matchers read the index version) goes back after each batch.
+        self.loop = LiveLoop(pipeline(), after_batch=close_old_connections)
         self.runners: dict[int, CameraRunner] = {}
         self._last_purge = 0.0
 
@@ -126,7 +140,7 @@ class CameraWorker:
         logger.info("camera worker %s: loading the models", self.worker_id)
         pipeline().load()
         self.writer.start()
-        analysis = threading.Thread(target=self.loop.run, name="live-loop", daemon=True)
+        analysis = threading.Thread(target=_closing_connection(self.loop.run), name="live-loop", daemon=True)
         analysis.start()
         logger.info("camera worker %s: running (capacity %d, lease %.0f s)", self.worker_id, self.capacity,
                     self.lease_seconds)
@@ -138,6 +152,7 @@ class CameraWorker:
             self.shutdown()
             self.loop.stop()
             analysis.join(5.0)
+            connection.close()
 
     def beat(self) -> None:
         try:

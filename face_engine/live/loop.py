@@ -56,9 +56,12 @@ class Stream:
 class LiveLoop:
     """Runs in one thread (``run``) until ``stop``; streams are added and removed from others."""
 
-    def __init__(self, pipeline: Any, *, poll: float = 0.005) -> None:
+    def __init__(self, pipeline: Any, *, poll: float = 0.005, after_batch: Callable[[], None] | None = None) -> None:
         self.pipeline = pipeline
         self.poll = poll
+        # Called after each analysed batch: the caller's clean-up (the service returns the
+        # database connection its matcher used to the pool).
+        self.after_batch = after_batch
         self._streams: dict[Any, Stream] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -101,6 +104,8 @@ class LiveLoop:
                 batch.append((stream, frame))
         for size in sorted({s.min_face_size for s, _ in batch}):
             self._analyse([(s, f) for s, f in batch if s.min_face_size == size], size)
+        if batch and self.after_batch is not None:
+            self.after_batch()
         wall = time.time()
         for stream in self.streams():
             with stream.lock:
