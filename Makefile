@@ -54,7 +54,7 @@ test-services: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
 
 ## Fault tests (left out of `make test`): a Celery worker killed in a job, Redis stopped and frozen,
-## PostgreSQL stopped and started (private instances), on PostgreSQL and Redis.
+## PostgreSQL stopped and started under an API server and a camera worker (private instances).
 test-faults: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q -rP tests/faults
 
