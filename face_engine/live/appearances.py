@@ -107,6 +107,7 @@ class Appearance:
     first_seen: float
     last_seen: float
     frames_seen: int = 0
+    recognised: int = 0  # frames it was matched in (its attempts are kept only until the vote is decided)
     attempts: list[Attempt] = field(default_factory=list)
     decided: bool = False
     person_id: int | None = None
@@ -235,8 +236,7 @@ class AppearanceTracker:
         second event; then it is closed as last seen."""
         appearance = Appearance(
             uid=uid, track_id=0, tracks=set(), first_seen=first_seen, last_seen=last_seen, frames_seen=frames_seen,
-            attempts=[Attempt(person_id, distance if distance is not None else math.inf, math.inf, 0.0)] *
-            max(0, frames_recognised), decided=True, person_id=person_id, distance=distance, named_at=named_at,
+            recognised=frames_recognised, decided=True, person_id=person_id, distance=distance, named_at=named_at,
             ended_at=last_seen, quality=sharpness * min(size, 200) / 200.0, box=box, size=size, sharpness=sharpness,
             embedding=embedding, linger_until=linger_until)
         self.lingering.append(appearance)
@@ -272,13 +272,14 @@ class AppearanceTracker:
 
     def _recognised(self, appearance: Appearance, face: Face, image: RGBImage, attempt: Attempt,
                     track_id: int) -> Appearance:
-        appearance.attempts.append(attempt)
+        appearance.recognised += 1
         self._keep_best(appearance, face, image)
         if appearance.decided:
             if attempt.person_id == appearance.person_id and appearance.person_id is not None:
                 appearance.distance = min(appearance.distance or math.inf, attempt.distance)
             appearance.dirty = True
             return appearance
+        appearance.attempts.append(attempt)
         decided, person = decide(appearance.attempts, self.policy)
         return self._decided(appearance, person, track_id) if decided else appearance
 
@@ -318,7 +319,7 @@ class AppearanceTracker:
         into.first_seen = min(into.first_seen, source.first_seen)
         into.last_seen = max(into.last_seen, source.last_seen)
         into.frames_seen += source.frames_seen
-        into.attempts.extend(source.attempts)
+        into.recognised += source.recognised
         if source.distance is not None and into.person_id is not None:
             into.distance = min(into.distance or math.inf, source.distance)
         if source.quality > into.quality:
@@ -329,7 +330,7 @@ class AppearanceTracker:
 
     def _ended(self, appearance: Appearance, now: float) -> None:
         if not appearance.decided:
-            if not appearance.attempts:
+            if not appearance.recognised:
                 return  # never seen whole (a face at the edge, a passing false detection): no event
             decided, person = decide(appearance.attempts, self.policy, final=True)
             appearance = self._decided(appearance, person, None)
@@ -355,7 +356,7 @@ class AppearanceTracker:
             phase=phase, uid=appearance.uid, track_id=appearance.track_id,
             person_id=appearance.person_id, distance=appearance.distance, threshold=self.policy.threshold,
             first_seen=appearance.first_seen, named_at=appearance.named_at, last_seen=appearance.last_seen,
-            closed_at=closed_at, frames_seen=appearance.frames_seen, frames_recognised=len(appearance.attempts),
+            closed_at=closed_at, frames_seen=appearance.frames_seen, frames_recognised=appearance.recognised,
             face_box=appearance.box, face_size=appearance.size, sharpness=round(appearance.sharpness, 2),
             embedding=appearance.embedding, crop=appearance.crop if appearance.crop_changed else None,
         )
