@@ -144,7 +144,7 @@ class Stack:
 
     def start(self) -> None:
         # The production gunicorn.conf.py; the app is wrapped only to name the worker in a header.
-        self.spawn("gunicorn", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "loadtest.wsgi:application"])
+        self.spawn("gunicorn", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "loadtest.asgi:application"])
         self.spawn("celery", [str(BIN / "celery"), "-A", "config", "worker", "--concurrency", "1",
                               "--hostname", f"loadtest-{secrets.token_hex(3)}@%h", "--without-mingle",
                               "--without-gossip", "--loglevel", "INFO"])

@@ -14,12 +14,13 @@ renewal). Claims take only expired leases, so a running worker is never robbed.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from streams.models import Camera
+from streams.models import Camera, CameraWorker
 
 
 def camera_claim(*, worker_id: str, limit: int, lease_seconds: float) -> list[Camera]:
@@ -65,3 +66,43 @@ def camera_status_write(*, worker_id: str, camera_id: int, **status) -> bool:
     """Write a camera's live status, only while this worker holds its lease."""
     return bool(Camera.objects.filter(pk=camera_id, lease_owner=worker_id)
                 .update(status_at=timezone.now(), **status))
+
+
+def worker_heartbeat(*, worker_id: str, capacity: int) -> None:
+    """This worker is alive (and can run ``capacity`` cameras)."""
+    now = timezone.now()
+    if not CameraWorker.objects.filter(name=worker_id).update(heartbeat_at=now, capacity=capacity):
+        CameraWorker.objects.get_or_create(name=worker_id, defaults={"heartbeat_at": now, "capacity": capacity})
+
+
+def worker_leave(*, worker_id: str) -> None:
+    CameraWorker.objects.filter(name=worker_id).delete()
+
+
+def others_alive(*, worker_id: str, lease_seconds: float) -> bool:
+    """Whether another worker with room for cameras has a recent heartbeat."""
+    since = timezone.now() - dt.timedelta(seconds=lease_seconds)
+    return CameraWorker.objects.filter(heartbeat_at__gte=since, capacity__gt=0).exclude(name=worker_id).exists()
+
+
+def fair_share(*, worker_id: str, capacity: int, lease_seconds: float) -> int:
+    """How many cameras this worker should hold: the enabled cameras shared among the live workers
+    (heartbeat within a lease) as evenly as their capacities allow, rounded up so that together
+    they hold them all. Workers silent for ten leases are forgotten."""
+    now = timezone.now()
+    CameraWorker.objects.filter(heartbeat_at__lt=now - dt.timedelta(seconds=10 * lease_seconds)).delete()
+    others = dict(CameraWorker.objects.filter(heartbeat_at__gte=now - dt.timedelta(seconds=lease_seconds))
+                  .exclude(name=worker_id).values_list("name", "capacity"))
+    return share_out(Camera.objects.filter(enabled=True).count(), {**others, worker_id: capacity})[worker_id]
+
+
+def share_out(cameras: int, capacities: dict[str, int]) -> dict[str, int]:
+    """Each worker's share of ``cameras``: the smallest capacities first, each taking at most an
+    even part of what is left (rounded up), so a small worker's remainder goes to the larger ones."""
+    shares: dict[str, int] = {}
+    left = cameras
+    ordered = sorted(capacities.items(), key=lambda item: (item[1], item[0]))
+    for position, (name, capacity) in enumerate(ordered):
+        shares[name] = min(capacity, math.ceil(left / (len(ordered) - position))) if left > 0 else 0
+        left -= shares[name]
+    return shares

@@ -56,3 +56,19 @@ class Camera(models.Model):
     @property
     def connected(self) -> bool:
         return self.state == self.State.CONNECTED
+
+
+class CameraWorker(models.Model):
+    """A running camera worker, seen by the others: they share the cameras evenly among the
+    workers whose heartbeat is recent (``streams.leases.fair_share``)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    capacity = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

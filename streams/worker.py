@@ -28,8 +28,17 @@ from face_engine.live.source_url import SourceError, parse_source
 from face_engine.live.sources import VideoSource
 from face_engine.types import BoundingBox
 from people.engine import pipeline
-from streams.leases import camera_claim, camera_release, camera_renew, camera_status_write
-from streams.matching import gallery_matcher, live_policy
+from streams.leases import (
+    camera_claim,
+    camera_release,
+    camera_renew,
+    camera_status_write,
+    fair_share,
+    others_alive,
+    worker_heartbeat,
+    worker_leave,
+)
+from streams.matching import gallery_matcher, index_refresh, live_policy
 from streams.models import Camera
 from streams.sink import EventWriter, SourceContext
 
@@ -71,10 +80,12 @@ class CameraRunner:
             self.loop.add(self.stream)
             self.source.start()
 
-    def stop(self) -> None:
+    def stop(self, *, handover: bool = False) -> None:
+        """Stop reading and analysing; the camera's appearances are closed, or, when it is handed
+        over to another worker, left open in the database for that worker to continue."""
         if self.source is not None:
             self.source.stop()
-            self.loop.remove(self.camera_id)
+            self.loop.remove(self.camera_id, close=not handover)
 
     def status(self) -> dict:
         if self.source is None:
@@ -167,6 +178,8 @@ class CameraWorker:
                 pass
 
     def _beat(self) -> None:
+        index_refresh()  # first: while it fails, the cameras match against the index in memory
+        worker_heartbeat(worker_id=self.worker_id, capacity=self.capacity)
         held = camera_renew(worker_id=self.worker_id, camera_ids=list(self.runners), lease_seconds=self.lease_seconds)
         gone = [cid for cid in self.runners if cid not in held]
         for camera_id in gone:
@@ -183,7 +196,15 @@ class CameraWorker:
                     self._start(camera)
         for camera_id, runner in self.runners.items():
             camera_status_write(worker_id=self.worker_id, camera_id=camera_id, **runner.status())
-        for camera in camera_claim(worker_id=self.worker_id, limit=self.capacity - len(self.runners),
+        target = min(self.capacity, fair_share(worker_id=self.worker_id, capacity=self.capacity,
+                                                lease_seconds=self.lease_seconds))
+        extra = sorted(self.runners)[target:]  # another worker came: it takes these over
+        for camera_id in extra:
+            logger.info("camera %s: handed over (%d cameras here, fair share %d)", self.runners[camera_id].name,
+                        len(self.runners), target)
+            self.runners.pop(camera_id).stop(handover=True)
+        camera_release(worker_id=self.worker_id, camera_ids=extra)
+        for camera in camera_claim(worker_id=self.worker_id, limit=target - len(self.runners),
                                    lease_seconds=self.lease_seconds):
             logger.info("camera %s: claimed by %s", camera.name, self.worker_id)
             self._start(camera)
@@ -201,13 +222,19 @@ class CameraWorker:
         runner.start()
 
     def shutdown(self) -> None:
-        """Stop every camera (their appearances are closed), write what is pending, give the
-        leases back."""
+        """Stop every camera, write what is pending, give the leases back. With other workers
+        alive the cameras are handed over (their open events continued there, not closed and
+        opened again); the last worker closes them."""
+        try:
+            handover = others_alive(worker_id=self.worker_id, lease_seconds=self.lease_seconds)
+        except DatabaseError:
+            handover = False
         for runner in self.runners.values():
-            runner.stop()
+            runner.stop(handover=handover)
         self.writer.stop(timeout=10.0)
         try:
             camera_release(worker_id=self.worker_id, camera_ids=list(self.runners))
+            worker_leave(worker_id=self.worker_id)
         except DatabaseError:
             logger.warning("camera worker %s: leases not released (database unavailable); they expire",
                            self.worker_id)

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from conftest import enrol_folder
 from face_engine.bench.scene import OBAMA_1, Entry, build_scene
-from streams.leases import camera_claim, camera_release, camera_renew
-from streams.models import Camera
+from streams.leases import camera_claim, camera_release, camera_renew, fair_share, share_out, worker_heartbeat
+from streams.models import Camera, CameraWorker
 from tests.processes import ROOT, Process, Processes, service_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -88,6 +88,30 @@ def test_workers_claiming_at_the_same_moment_never_share_a_camera():
     assert {c.lease_owner for c in Camera.objects.all()} == {w for w, pks in claimed.items() if pks}
 
 
+def test_cameras_are_shared_out_as_evenly_as_capacities_allow():
+    assert share_out(3, {"a": 8, "b": 8}) == {"a": 2, "b": 1}
+    assert share_out(7, {"a": 8, "b": 8, "c": 8}) == {"a": 3, "b": 2, "c": 2}
+    assert share_out(10, {"small": 2, "large": 8}) == {"small": 2, "large": 8}  # the small one's rest
+    assert share_out(3, {"standby": 0, "w": 8}) == {"standby": 0, "w": 3}
+    assert share_out(20, {"a": 2, "b": 3}) == {"a": 2, "b": 3}  # more cameras than room: the rest wait
+    assert share_out(0, {"a": 8}) == {"a": 0}
+
+
+def test_the_fair_share_counts_the_workers_alive_and_forgets_the_silent():
+    for i in range(5):
+        camera(f"cam{i}")
+    assert fair_share(worker_id="w1", capacity=8, lease_seconds=LEASE) == 5  # alone
+    worker_heartbeat(worker_id="w1", capacity=8)
+    worker_heartbeat(worker_id="w2", capacity=8)
+    assert fair_share(worker_id="w1", capacity=8, lease_seconds=LEASE) == 3
+    assert fair_share(worker_id="w2", capacity=8, lease_seconds=LEASE) == 2
+    CameraWorker.objects.filter(name="w2").update(heartbeat_at=timezone.now() - dt.timedelta(seconds=LEASE + 1))
+    assert fair_share(worker_id="w1", capacity=8, lease_seconds=LEASE) == 5  # w2 silent: not counted
+    CameraWorker.objects.filter(name="w2").update(heartbeat_at=timezone.now() - dt.timedelta(seconds=11 * LEASE))
+    fair_share(worker_id="w1", capacity=8, lease_seconds=LEASE)
+    assert not CameraWorker.objects.filter(name="w2").exists()  # long silent: forgotten
+
+
 # ---- one worker, in this process ----------------------------------------------------------------
 
 @pytest.fixture
@@ -113,23 +137,30 @@ def present_video(folder: Path) -> Path:
     return path
 
 
-def run_worker(seconds_or_until, **kwargs):
-    from streams.worker import CameraWorker
+class Running:
+    """A camera worker running in a thread of this process until ``stop``."""
 
-    worker = CameraWorker(**kwargs)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
+    def __init__(self, **kwargs) -> None:
+        from streams.worker import CameraWorker
+
+        self.worker = CameraWorker(**kwargs)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def run_worker(until, **kwargs):
+    running = Running(**kwargs)
     try:
-        if callable(seconds_or_until):
-            wait_for(seconds_or_until, timeout=60, what="the worker's result", interval=0.5)
-        else:
-            time.sleep(seconds_or_until)
+        wait_for(until, timeout=60, what="the worker's result", interval=0.5)
     finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
-    return worker
+        running.stop()
+    return running.worker
 
 
 def test_a_worker_records_one_event_per_appearance_with_status_and_crop(engine, videos):
@@ -183,6 +214,45 @@ def test_a_disabled_camera_is_stopped_and_its_lease_given_back(engine, videos):
         return not row.enabled and row.lease_owner == "" and row.state == Camera.State.STOPPED
 
     run_worker(stopped_after_disable, worker_id="w")
+
+
+def test_a_second_worker_takes_its_share_and_the_cameras_handed_over_keep_their_events(engine, videos):
+    from events.models import Event
+
+    people = enrol_folder()
+    video = present_video(videos)
+    cams = [camera(f"cam{i}", url=f"file://{video}?loop=1", analysis_fps=2) for i in range(3)]
+
+    def owners() -> dict[str, int]:
+        held: dict[str, int] = {}
+        for owner in Camera.objects.values_list("lease_owner", flat=True):
+            held[owner] = held.get(owner, 0) + 1
+        return held
+
+    first = Running(worker_id="w1")
+    second = None
+    try:
+        wait_for(lambda: owners() == {"w1": 3} and Event.objects.count() == 3, timeout=90,
+                 what="w1 running all three cameras, one event each", interval=0.5)
+        second = Running(worker_id="w2")
+        wait_for(lambda: owners() == {"w1": 2, "w2": 1}, timeout=60, what="the cameras shared 2 + 1", interval=0.5)
+        handed = Camera.objects.get(lease_owner="w2")
+        before = Event.objects.get(camera=handed).last_seen
+        wait_for(lambda: Event.objects.get(camera=handed).last_seen > before + dt.timedelta(seconds=1), timeout=60,
+                 what="the handed-over camera's event continued by w2", interval=0.5)
+        time.sleep(3)
+        assert owners() == {"w1": 2, "w2": 1}  # settled: no camera moves back and forth
+        second.stop()
+        second = None
+        wait_for(lambda: owners() == {"w1": 3}, timeout=60, what="w1 taking all three back", interval=0.5)
+    finally:
+        for running in (second, first):
+            if running is not None:
+                running.stop()
+    events = list(Event.objects.order_by("camera_id"))
+    assert [e.camera_id for e in events] == [c.pk for c in cams]  # one appearance per camera, one event each
+    assert {e.person_id for e in events} == {people["obama"].pk}
+    assert not CameraWorker.objects.exists()  # both said goodbye
 
 
 # ---- a worker killed: another takes over ------------------------------------------------------

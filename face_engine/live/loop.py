@@ -70,11 +70,12 @@ class LiveLoop:
         with self._lock:
             self._streams[stream.key] = stream
 
-    def remove(self, key: Any) -> Stream | None:
-        """Stop analysing a stream; its appearances are closed."""
+    def remove(self, key: Any, *, close: bool = True) -> Stream | None:
+        """Stop analysing a stream; its appearances are closed, unless ``close`` is False (the
+        stream is handed over to another process, which continues them)."""
         with self._lock:
             stream = self._streams.pop(key, None)
-        if stream is not None:
+        if stream is not None and close:
             with stream.lock:
                 stream.appearances.close_all()
         return stream
