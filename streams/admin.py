@@ -13,7 +13,7 @@ from audit.services import audit_context
 from core.errors import ServiceError
 from face_engine.live.source_url import redact
 from streams import services
-from streams.models import CONFIG_FIELDS, Camera
+from streams.models import CONFIG_FIELDS, Camera, CameraWorker
 from streams.selectors import camera_status_is_stale
 
 STATE_COLOURS = {
@@ -142,3 +142,21 @@ class CameraAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for camera in queryset:
             services.camera_delete(camera=camera, **audit_context(request))
+
+
+@admin.register(CameraWorker)
+class CameraWorkerAdmin(admin.ModelAdmin):
+    """The camera workers alive (or lately so), read-only: the workers write these rows."""
+
+    list_display = ["name", "capacity", "cameras", "started_at", "heartbeat_at"]
+    readonly_fields = ["name", "capacity", "started_at", "heartbeat_at"]
+
+    @admin.display(description="cameras held")
+    def cameras(self, worker: CameraWorker) -> int:
+        return Camera.objects.filter(lease_owner=worker.name).count()
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -188,6 +188,16 @@ def test_make_serve(served):
     admin = requests.get(f"{base}/admin/login/", timeout=10, headers=https)
     assert admin.status_code == 200 and "csrftoken" in admin.cookies
     assert "secure" in admin.headers["Set-Cookie"].lower()
+    assert requests.get(f"{base}/static/streams/live.js", timeout=10, headers=https).status_code == 200
+
+    # The live WebSocket is served by the same processes (gunicorn's uvicorn workers).
+    import websocket
+
+    stream = websocket.create_connection(f"ws://{base.removeprefix('http://')}/ws/live/?token=not-a-token", timeout=30)
+    try:
+        assert json.loads(stream.recv())["code"] == "authentication_failed"
+    finally:
+        stream.close()
 
     time.sleep(0.5)
     lines = [line for line in log.read_text().splitlines() if line and not line.startswith("make")]
