@@ -168,6 +168,7 @@ class CameraWorker:
     def beat(self) -> None:
         try:
             self._beat()
+            close_old_connections()  # back to the pool between beats (PostgreSQL): the loop and writer need it
         except DatabaseError as exc:
             logger.warning("camera worker %s: database unavailable (%s); cameras keep running", self.worker_id,
                            str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)

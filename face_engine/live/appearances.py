@@ -185,6 +185,10 @@ class AppearanceTracker:
         self.tracker = IouTracker(lost_after=self.policy.track_timeout)
         self.by_track: dict[int, Appearance] = {}
         self.lingering: list[Appearance] = []
+        # How far behind the clock the frames are (received → analysed): ticks from the clock are
+        # moved back by it, so that a slow analysis does not end the tracks of the frame it was
+        # analysing (its faces are "last seen" at the frame's time, not the analysis's).
+        self.lag = 0.0
 
     def observe(self, faces: Sequence[Face], image: RGBImage, *, at: float) -> list[TrackedFace]:
         """One analysed frame (``at``: when it was received, time.time())."""
@@ -209,12 +213,17 @@ class AppearanceTracker:
                 appearance = self._recognised(appearance, face, image, attempt, track_id)
             shown.append(TrackedFace(track_id=track_id, box=face.box, decided=appearance.decided,
                                      person_id=appearance.person_id, distance=distance, appearance=appearance.uid))
-        self.tick(at)
+        self.lag = max(0.0, self.clock() - at)
+        self._expire(at)
         return shown
 
     def tick(self, now: float) -> None:
+        """``now`` by the clock, when no frame comes: end what is due (see ``_expire``)."""
+        self._expire(now - self.lag)
+
+    def _expire(self, now: float) -> None:
         """End the tracks unseen for ``track_timeout``, close the appearances that waited
-        ``rejoin`` in vain, and send the updates that are due."""
+        ``rejoin`` in vain, and send the updates that are due (``now`` on the frames' clock)."""
         for track in self.tracker.expire(now):
             appearance = self.by_track.pop(track.id, None)
             if appearance is not None:
@@ -360,5 +369,5 @@ class AppearanceTracker:
             face_box=appearance.box, face_size=appearance.size, sharpness=round(appearance.sharpness, 2),
             embedding=appearance.embedding, crop=appearance.crop if appearance.crop_changed else None,
         )
-        appearance.crop_changed, appearance.dirty, appearance.last_emit = False, False, self.clock()
+        appearance.crop_changed, appearance.dirty, appearance.last_emit = False, False, self.clock() - self.lag
         self.emit(event)

@@ -42,6 +42,7 @@ class Stream:
     # The loop's thread analyses the stream while others may remove it: its appearances are
     # touched under this lock only.
     lock: threading.Lock = field(default_factory=threading.Lock)
+    removed: bool = False  # set under the lock: a batch in flight must not open appearances after it
 
     @property
     def fps_analysed(self) -> float:
@@ -75,9 +76,11 @@ class LiveLoop:
         stream is handed over to another process, which continues them)."""
         with self._lock:
             stream = self._streams.pop(key, None)
-        if stream is not None and close:
+        if stream is not None:
             with stream.lock:
-                stream.appearances.close_all()
+                stream.removed = True
+                if close:
+                    stream.appearances.close_all()
         return stream
 
     def streams(self) -> list[Stream]:
@@ -110,7 +113,8 @@ class LiveLoop:
         wall = time.time()
         for stream in self.streams():
             with stream.lock:
-                stream.appearances.tick(wall)
+                if not stream.removed:
+                    stream.appearances.tick(wall)
         return len(batch)
 
     def _analyse(self, batch: list[tuple[Stream, Frame]], min_face_size: int) -> None:
@@ -134,6 +138,8 @@ class LiveLoop:
             stream.lag_ms.append((done - frame.received_mono) * 1000.0)
             try:
                 with stream.lock:
+                    if stream.removed:  # stopped while this batch was being analysed
+                        continue
                     tracked = stream.appearances.observe(result.faces, image, at=frame.received_at)
                 if stream.on_result is not None:
                     stream.on_result(frame, tracked, result.timings_ms)
