@@ -4,8 +4,9 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
-# ASGI under uvicorn's worker class: plain HTTP and the live WebSockets on the same port. Django's
-# synchronous views run on a thread per request, so one slow recognition does not hold the others.
+# ASGI under uvicorn's worker class: plain HTTP and the live WebSockets on the same port. Each
+# process runs one Django view at a time (config/asgi.py says why); uploads and answers stream
+# without holding it.
 wsgi_app = "config.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
