@@ -3,18 +3,18 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
+from core.ids import MAX_ID, parse_id
 from events.models import Event
 from streams.models import Camera
-
-MAX_ID = 2**63 - 1  # larger ids overflow the database's integer (a 500 on SQLite), never exist
 
 
 def _camera(value: str) -> Camera:
     text = value.strip()
     query = Camera.objects.filter(name=text)
-    if text.isascii() and text.isdigit() and int(text) <= MAX_ID:
+    pk = parse_id(text)
+    if pk is not None:
         # An id first; a camera may also be named with digits only.
-        camera = Camera.objects.filter(pk=int(text)).first()
+        camera = Camera.objects.filter(pk=pk).first()
         if camera is not None:
             return camera
     camera = query.first()
@@ -42,7 +42,7 @@ class EventFilterSerializer(serializers.Serializer):
 
     def validate_gallery(self, value: str) -> str:
         text = value.strip()
-        if text.isdigit() and not (text.isascii() and int(text) <= MAX_ID):
+        if text.isdigit() and parse_id(text) is None:
             raise serializers.ValidationError(f"No gallery with id or slug {text!r}.")
         return text
 

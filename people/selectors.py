@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
+from core.ids import parse_id
 from people.models import Face, Gallery, Person
+
+
+def gallery_by_ref(value: object) -> Gallery | None:
+    """A gallery by its id or its slug (None when there is none)."""
+    text = str(value).strip()
+    pk = parse_id(text)
+    return Gallery.objects.filter(pk=pk).first() if pk is not None else Gallery.objects.filter(slug=text).first()
 
 
 def gallery_list(*, search: str = "") -> QuerySet[Gallery]:

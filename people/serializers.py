@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from people.models import Face, Gallery, Person
+from people.selectors import gallery_by_ref
 
 
 class GallerySerializer(serializers.ModelSerializer):
@@ -24,11 +25,9 @@ class GalleryRefField(serializers.Field):
     default_error_messages = {"missing": "No gallery with id or slug {value!r}."}
 
     def to_internal_value(self, data):
-        text = str(data).strip()
-        query = Gallery.objects.filter(pk=int(text)) if text.isdigit() else Gallery.objects.filter(slug=text)
-        gallery = query.first()
+        gallery = gallery_by_ref(data)
         if gallery is None:
-            self.fail("missing", value=text)
+            self.fail("missing", value=str(data).strip())
         return gallery
 
     def to_representation(self, value):

@@ -16,6 +16,7 @@ from face_engine.types import Face as EngineFace
 from face_engine.types import ImageError, ImageFaces, Match
 from people.engine import pipeline
 from people.models import Face, Gallery, Person
+from people.selectors import gallery_by_ref
 from recognition.index_cache import index_cache
 
 UNKNOWN = "unknown"
@@ -36,15 +37,9 @@ def gallery_resolve(value: str | int | None) -> Gallery | None:
     """A gallery from its id or slug; a clear 400 when there is no such gallery."""
     if value in (None, ""):
         return None
-    text = str(value).strip()
-    # ASCII digits only ("²" is a digit to str.isdigit), and within the database's integer range.
-    numeric = text.isascii() and text.isdigit()
-    if numeric and int(text) >= 2**63:
-        raise ServiceError("unknown_gallery", f"No gallery with id or slug {text[:100]!r}.", status_code=400)
-    query = Gallery.objects.filter(pk=int(text)) if numeric else Gallery.objects.filter(slug=text)
-    gallery = query.first()
+    gallery = gallery_by_ref(value)
     if gallery is None:
-        raise ServiceError("unknown_gallery", f"No gallery with id or slug {text!r}.", status_code=400)
+        raise ServiceError("unknown_gallery", f"No gallery with id or slug {str(value).strip()!r}.", status_code=400)
     return gallery
 
 

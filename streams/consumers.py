@@ -31,6 +31,7 @@ from django.core.files.base import ContentFile
 from django.db import DatabaseError, close_old_connections
 
 from core.errors import ServiceError
+from core.ids import MAX_ID
 from face_engine.types import ImageError
 from people.engine import pipeline
 from streams import browser
@@ -248,7 +249,7 @@ class LiveConsumer(AsyncConsumer):
         if not self.user.is_staff:
             return await self._send_error("permission_denied", "Only staff may enrol faces.")
         person_id = message.get("person_id")
-        if isinstance(person_id, bool) or not isinstance(person_id, int) or not 1 <= person_id < 2**63:
+        if isinstance(person_id, bool) or not isinstance(person_id, int) or not 1 <= person_id <= MAX_ID:
             return await self._invalid("person_id must be a person's id.")
         if self.last_frame is None:
             return await self._send_error("no_face", "No frame has been analysed yet: nothing to enrol.")

@@ -118,3 +118,10 @@ def test_a_gallery_id_that_is_no_database_id_is_an_unknown_gallery(user_client, 
         response = user_client.get(path, {"gallery": value})
         assert response.status_code == 400, (path, response.content)
         assert response.json()["error"]["code"] in ("unknown_gallery", "invalid"), (path, response.json())
+
+
+@pytest.mark.parametrize("value", ["²", "99999999999999999999999"])
+def test_a_person_s_gallery_that_is_no_database_id_is_refused(staff_client, value):
+    response = staff_client.post("/api/people/", {"name": "Ann", "galleries": [value]}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid"
