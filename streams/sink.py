@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -77,11 +76,9 @@ def _merged(older: AppearanceEvent, newer: AppearanceEvent) -> AppearanceEvent:
 class EventWriter:
     """An outbox of appearance snapshots and the thread that writes them."""
 
-    def __init__(self, *, max_pending: int = 10_000, retry_min: float = 0.5, retry_max: float = 10.0,
-                 on_written: Callable[[AppearanceEvent, SourceContext, object], None] | None = None) -> None:
+    def __init__(self, *, max_pending: int = 10_000, retry_min: float = 0.5, retry_max: float = 10.0) -> None:
         self.max_pending = max_pending
         self.retry_min, self.retry_max = retry_min, retry_max
-        self.on_written = on_written
         self._pending: OrderedDict[uuid.UUID, tuple[AppearanceEvent, SourceContext]] = OrderedDict()
         self._cond = threading.Condition()
         self._stop = False
@@ -89,7 +86,6 @@ class EventWriter:
         self.written = 0
         self.failures = 0
         self.dropped = 0
-        self.last_error = ""
 
     def put(self, event: AppearanceEvent, context: SourceContext) -> None:
         with self._cond:
@@ -102,11 +98,6 @@ class EventWriter:
                 logger.error("event outbox full (%d): appearance %s dropped", self.max_pending, lost)
             self._pending[event.uid] = (event, context)
             self._cond.notify_all()
-
-    @property
-    def pending(self) -> int:
-        with self._cond:
-            return len(self._pending)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
@@ -145,9 +136,9 @@ class EventWriter:
                     row = record(event, context)
                 except DatabaseError as exc:
                     self.failures += 1
-                    self.last_error = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
-                    logger.warning("event %s not written (%s); retrying in %.1f s", uid, self.last_error, delay)
-                    self._reset_connection()
+                    reason = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
+                    logger.warning("event %s not written (%s); retrying in %.1f s", uid, reason, delay)
+                    reset_connection()
                     with self._cond:
                         self._cond.wait(delay)
                     delay = min(self.retry_max, delay * 2)
@@ -166,18 +157,14 @@ class EventWriter:
                     self._cond.notify_all()
                 if idle:  # the connection goes back to the pool (PostgreSQL) until the next event
                     close_old_connections()
-                if row is not None and self.on_written is not None:
-                    try:
-                        self.on_written(event, context, row)
-                    except Exception:  # noqa: BLE001
-                        logger.exception("event %s: the written-hook failed", uid)
         finally:
             connection.close()
 
-    @staticmethod
-    def _reset_connection() -> None:
-        try:
-            close_old_connections()
-            connection.close()
-        except DatabaseError:
-            pass
+
+def reset_connection() -> None:
+    """After a database error: drop this thread's connection, so the next query opens a new one."""
+    try:
+        close_old_connections()
+        connection.close()
+    except DatabaseError:
+        pass

@@ -40,7 +40,7 @@ from streams.leases import (
 )
 from streams.matching import gallery_matcher, index_refresh, live_policy
 from streams.models import Camera
-from streams.sink import EventWriter, SourceContext
+from streams.sink import EventWriter, SourceContext, reset_connection
 
 logger = logging.getLogger(__name__)
 PURGE_EVERY = 3600.0  # seconds between two passes of the event crops' retention
@@ -172,11 +172,7 @@ class CameraWorker:
         except DatabaseError as exc:
             logger.warning("camera worker %s: database unavailable (%s); cameras keep running", self.worker_id,
                            str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
-            try:
-                close_old_connections()
-                connection.close()
-            except DatabaseError:
-                pass
+            reset_connection()
 
     def _beat(self) -> None:
         index_refresh()  # first: while it fails, the cameras match against the index in memory

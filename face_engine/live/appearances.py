@@ -233,7 +233,7 @@ class AppearanceTracker:
         for appearance in [a for a in self.lingering if self._gone(a, now)]:
             self.lingering.remove(appearance)
             self._send(appearance, "closed", closed_at=appearance.last_seen)
-        for appearance in {id(a): a for a in self.by_track.values()}.values():
+        for appearance in self._open():
             if appearance.decided and appearance.dirty and now - appearance.last_emit >= self.policy.update_every:
                 self._send(appearance, "updated")
 
@@ -266,6 +266,10 @@ class AppearanceTracker:
         for appearance in self.lingering:
             self._send(appearance, "closed", closed_at=appearance.last_seen)
         self.lingering.clear()
+
+    def _open(self) -> list[Appearance]:
+        """The appearances in view, once each (merged appearances have several tracks)."""
+        return list({id(a): a for a in self.by_track.values()}.values())
 
     def _whole(self, box: BoundingBox, width: int, height: int) -> bool:
         edge = self.policy.edge
@@ -306,7 +310,7 @@ class AppearanceTracker:
         return appearance
 
     def _same_identity(self, appearance: Appearance) -> Appearance | None:
-        others = [a for a in {id(a): a for a in self.by_track.values()}.values() if a is not appearance]
+        others = [a for a in self._open() if a is not appearance]
         for other in [*others, *self.lingering]:
             if not other.decided or other.person_id != appearance.person_id:
                 continue
