@@ -36,6 +36,8 @@ api = [
     path("audit/", include("audit.urls")),
     path("cameras/", include("streams.urls")),
     path("events/", include("events.urls")),
+    path("webhooks/", include("webhooks.urls")),
+    path("attendance/", include("attendance.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "channels",
     "streams",
     "events",
+    "webhooks",
+    "attendance",
 ]
 
 MIDDLEWARE = [
@@ -243,6 +245,39 @@ LIVE_QUEUE_FRAMES = env_int("LIVE_QUEUE_FRAMES", 1)
 # Seconds one message to a WebSocket client may wait for the client to read it; a client that does
 # not read is disconnected (close code 4408) instead of the server buffering its results.
 LIVE_SEND_TIMEOUT = env_float("LIVE_SEND_TIMEOUT", 10.0)
+
+# What live recognition feeds (events/, webhooks/, attendance/, core/prometheus.py).
+# MQTT: events to `<prefix>/events`, the last name seen per camera (retained) to
+# `<prefix>/cameras/<name>/person`. Off while MQTT_HOST is empty.
+MQTT_HOST = env_str("MQTT_HOST")
+MQTT_PORT = env_int("MQTT_PORT", 1883)
+MQTT_USERNAME = env_str("MQTT_USERNAME")
+MQTT_PASSWORD = env_str("MQTT_PASSWORD")
+MQTT_TLS = env_bool("MQTT_TLS", False)
+MQTT_TLS_CA = env_str("MQTT_TLS_CA")  # a CA bundle's path; empty: the system's
+MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "facerec").strip("/")
+MQTT_QOS = env_int("MQTT_QOS", 1)
+MQTT_CLIENT_ID = env_str("MQTT_CLIENT_ID")  # empty: facerec-<host>-<pid>
+# Messages kept while the broker is away (the oldest are dropped past it, and counted).
+MQTT_QUEUE_MAX = env_int("MQTT_QUEUE_MAX", 10000)
+# Webhooks: a receiver gets WEBHOOK_TIMEOUT_SECONDS per attempt, and up to WEBHOOK_MAX_ATTEMPTS
+# attempts, WEBHOOK_BACKOFF_SECONDS × 2^n apart (capped at WEBHOOK_BACKOFF_MAX_SECONDS).
+# URLs resolving to private, loopback or link-local addresses are refused unless
+# WEBHOOK_ALLOW_PRIVATE is true (server-side request forgery).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_BACKOFF_SECONDS = env_float("WEBHOOK_BACKOFF_SECONDS", 2.0)
+WEBHOOK_BACKOFF_MAX_SECONDS = env_float("WEBHOOK_BACKOFF_MAX_SECONDS", 600.0)
+WEBHOOK_WORKERS = env_int("WEBHOOK_WORKERS", 8)  # in-process delivery threads (without Celery)
+WEBHOOK_LOG_RETENTION_DAYS = env_int("WEBHOOK_LOG_RETENTION_DAYS", 30)
+# Attendance: the days of the attendance sheet are days in this time zone.
+ATTENDANCE_TIME_ZONE = env_str("ATTENDANCE_TIME_ZONE", TIME_ZONE)
+# Prometheus /metrics: a bearer token, or a client address in METRICS_ALLOWED_NETWORKS (CIDRs).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# The live feed (ws/events/) looks for new and changed events and camera states this often.
+FEED_POLL_SECONDS = env_float("FEED_POLL_SECONDS", 0.25)
 
 # Jobs: Celery when a broker is configured, an in-process worker pool otherwise.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
