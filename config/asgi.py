@@ -29,10 +29,11 @@ django_application = OneViewAtATime()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (Django is set up first)
 
-from streams.routing import websocket_urlpatterns  # noqa: E402
+from events.routing import websocket_urlpatterns as event_routes  # noqa: E402
+from streams.routing import websocket_urlpatterns as stream_routes  # noqa: E402
 from streams.ws_auth import TokenOrSessionAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": django_application,
-    "websocket": TokenOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    "websocket": TokenOrSessionAuthMiddleware(URLRouter(stream_routes + event_routes)),
 })

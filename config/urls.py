@@ -46,6 +46,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api)),
     path("", include("streams.page_urls")),
+    path("", include("events.page_urls")),
 ]
 # Media is deliberately not served: photos are personal data, served by /api/faces/{id}/image/.
 

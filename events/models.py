@@ -57,7 +57,7 @@ class Event(models.Model):
     sharpness = models.FloatField(default=0.0)
     embedding = models.BinaryField(null=True, blank=True)  # 128 little-endian float32, never pickled
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)  # the live feed reads what changed
 
     class Meta:
         ordering = ["-first_seen", "-id"]

@@ -6,20 +6,13 @@ from rest_framework import serializers
 from core.ids import MAX_ID, parse_id
 from events.models import Event
 from streams.models import Camera
+from streams.selectors import camera_by_ref
 
 
 def _camera(value: str) -> Camera:
-    text = value.strip()
-    query = Camera.objects.filter(name=text)
-    pk = parse_id(text)
-    if pk is not None:
-        # An id first; a camera may also be named with digits only.
-        camera = Camera.objects.filter(pk=pk).first()
-        if camera is not None:
-            return camera
-    camera = query.first()
+    camera = camera_by_ref(value)
     if camera is None:
-        raise serializers.ValidationError(f"No camera with id or name {text!r}.")
+        raise serializers.ValidationError(f"No camera with id or name {value.strip()!r}.")
     return camera
 
 

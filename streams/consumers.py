@@ -6,9 +6,7 @@ instead of growing lag) and one task that analyses them one at a time on the pro
 (streams.browser), never on the event loop. Its faces go through an AppearanceTracker of its own,
 so a browser stream records events exactly as a camera does (source "browser").
 
-Every send goes through ``_send_json`` with a deadline (``LIVE_SEND_TIMEOUT``): uvicorn makes a
-send wait while the client does not read, and a client that stops reading is closed with 4408
-instead of the server queueing results for it without bound.
+Sends have a deadline, and a client that stops reading is closed with 4408 (streams.ws_base).
 """
 
 from __future__ import annotations
@@ -22,10 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, close_old_connections
@@ -37,14 +33,11 @@ from people.engine import pipeline
 from streams import browser
 from streams.browser import BrowserStream
 from streams.matching import person_names
+from streams.ws_base import CLOSE_AUTH, CLOSE_ERROR, CLOSE_PARAMS, BoundedConsumer
 
 logger = logging.getLogger(__name__)
 
-CLOSE_AUTH, CLOSE_PARAMS, CLOSE_SLOW_READER, CLOSE_ERROR = 4401, 4400, 4408, 1011
 MIN_FACE_SIZE, MAX_FACE_SIZE = 20, 2000
-# How long a close waits for a client that does not read: one that reads again within it still
-# learns why it was closed (4408); after it the connection is dropped without a close frame.
-CLOSE_WAIT_SECONDS = 30.0
 TICK_SECONDS = 1.0  # appearances end on time even when the client stops sending
 MAX_TEXT_CHARS = 64 * 1024  # control messages are tiny; a huge one is not worth parsing
 
@@ -89,14 +82,10 @@ def _enrol(*, person_id: int, data: bytes, actor) -> dict:
     return {"type": "enrolled", "person_id": person.pk, "person_name": person.name, "face_id": outcome.face.pk}
 
 
-class LiveConsumer(AsyncConsumer):
-    """One browser stream. Channels' dispatch is replaced by ours: no channel layer (nothing is
-    sent to a connection from elsewhere) and no database round trip per message."""
+class LiveConsumer(BoundedConsumer):
+    name = "live stream"
 
-    async def __call__(self, scope, receive, send):
-        self.scope, self.base_send = scope, send
-        self.user = scope.get("user")
-        self.send_timeout = float(settings.LIVE_SEND_TIMEOUT)
+    def setup(self) -> None:
         self.max_frame_bytes = int(settings.LIVE_MAX_FRAME_BYTES)
         self.queue: deque[_Frame] = deque()
         self.queue_size = max(1, int(settings.LIVE_QUEUE_FRAMES))
@@ -105,31 +94,8 @@ class LiveConsumer(AsyncConsumer):
         self.min_face_size = min(max(settings.FACE_ENGINE.min_face_size, MIN_FACE_SIZE), MAX_FACE_SIZE)
         self.names: dict[int, str] = {}
         self.last_frame: bytes | None = None  # the last analysed frame's bytes: what "enrol" enrols
-        self.ready = self.closing = False
-        self.wakeup, self.gone = asyncio.Event(), asyncio.Event()
-        self.send_lock = asyncio.Lock()
-        self.worker: asyncio.Task | None = None
-        self.closer: asyncio.Task | None = None
-
-        async def receive_until_gone():
-            # Once we have given up on a connection, stop waiting for its client (it may never
-            # send or read again): a made-up disconnect ends the consumer.
-            if self.gone.is_set():
-                return {"type": "websocket.disconnect", "code": CLOSE_SLOW_READER}
-            getter, stopper = asyncio.ensure_future(receive()), asyncio.ensure_future(self.gone.wait())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                stopper.cancel()
-                return getter.result()
-            getter.cancel()
-            return {"type": "websocket.disconnect", "code": CLOSE_SLOW_READER}
-
-        try:
-            await await_many_dispatch([receive_until_gone], self.dispatch)
-        except StopConsumer:
-            pass
-        finally:
-            await self._cleanup()
+        self.ready = False
+        self.wakeup = asyncio.Event()
 
     async def dispatch(self, message):
         kind = message.get("type")
@@ -163,10 +129,9 @@ class LiveConsumer(AsyncConsumer):
     async def _connect(self) -> None:
         await self.base_send({"type": "websocket.accept"})
         user = self.user
-        if self.scope.get("auth_error"):
-            return await self._refuse("authentication_failed", self.scope["auth_error"], CLOSE_AUTH)
-        if user is None or not user.is_authenticated:
-            return await self._refuse("not_authenticated", "Sign in, or give an API token as ?token=.", CLOSE_AUTH)
+        refusal = self.authenticated()
+        if refusal is not None:
+            return await self._refuse(*refusal, CLOSE_AUTH)
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if "min_face_size" in query:
             size = _face_size(query["min_face_size"][0])
@@ -186,10 +151,6 @@ class LiveConsumer(AsyncConsumer):
         await self._send_json({"type": "ready", "user": user.get_username(), "staff": bool(user.is_staff),
                                "gallery": gallery_id, "max_frame_bytes": self.max_frame_bytes,
                                "min_face_size": self.min_face_size})
-
-    async def _refuse(self, code: str, message: str, close_code: int) -> None:
-        await self._send_error(code, message)
-        self._shut(close_code)
 
     # ---- client messages -------------------------------------------------------------------------
 
@@ -325,61 +286,10 @@ class LiveConsumer(AsyncConsumer):
             self.names.update(person_names(missing))
         return {pid: self.names[pid] for pid in person_ids if pid in self.names}
 
-    # ---- sending and closing ---------------------------------------------------------------------
+    # ---- closing --------------------------------------------------------------------------------
 
-    async def _send_error(self, code: str, message: str, *, frame: int | None = None) -> None:
-        payload: dict[str, object] = {"type": "error", "code": code, "message": message}
-        if frame is not None:
-            payload["frame"] = frame
-        await self._send_json(payload)
-
-    async def _send_json(self, payload: dict) -> bool:
-        """Send one message within LIVE_SEND_TIMEOUT; a client that does not take it in time is
-        closed with 4408 (uvicorn holds a send while the client's socket is full)."""
-        if self.closing:
-            return False
-        try:
-            async with asyncio.timeout(self.send_timeout):
-                async with self.send_lock:
-                    await self.base_send({"type": "websocket.send", "text": json.dumps(payload, allow_nan=False)})
-            return True
-        except TimeoutError:
-            logger.warning("live stream of %s: the client read nothing for %.1f s: closing (4408)", self._who(),
-                           self.send_timeout)
-            self._shut(CLOSE_SLOW_READER)
-        except Exception as exc:  # noqa: BLE001 - the server closed it (client gone, keepalive timeout): we end too
-            logger.info("live stream of %s: send failed (%s): closing", self._who(), exc.__class__.__name__)
-            self._shut(CLOSE_ERROR)
-        return False
-
-    def _shut(self, code: int) -> None:
-        """Stop analysing and close with ``code`` (from a task of its own: the caller may be the
-        analysing task, which this cancels)."""
-        if self.closing:
-            return
-        self.closing = True
-        if self.worker is not None:
-            self.worker.cancel()
-        self.closer = asyncio.ensure_future(self._close(code))
-
-    async def _close(self, code: int) -> None:
-        try:
-            async with asyncio.timeout(max(self.send_timeout, CLOSE_WAIT_SECONDS)):
-                async with self.send_lock:
-                    await self.base_send({"type": "websocket.close", "code": code})
-        except Exception:  # noqa: BLE001, S110 - not read in time, or already closed by the server: nothing to add
-            pass
-        finally:
-            self.gone.set()
-
-    async def _cleanup(self) -> None:
-        """The connection is over: stop the task, close the appearances (their events), never raise."""
-        self.closing = True
-        for task in (self.worker, self.closer):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+    async def cleanup(self) -> None:
+        """The connection is over: close the appearances (their events), never raise."""
         if self.stream is not None:
             # Submitted, not only awaited: it must run even when this task is being cancelled.
             done = browser.inference_pool().submit(self.stream.close)
@@ -392,7 +302,3 @@ class LiveConsumer(AsyncConsumer):
         if self.ready:
             logger.info("live stream of %s: closed (%d frames received, %d analysed, %d dropped)", self._who(),
                         self.received, self.processed, self.dropped)
-
-    def _who(self) -> str:
-        user = self.user
-        return user.get_username() if user is not None and user.is_authenticated else "anonymous"

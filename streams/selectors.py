@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from core.ids import parse_id
 from people.models import Gallery
 from streams.models import Camera
 
@@ -25,6 +26,14 @@ def camera_list(*, enabled: bool | None = None, gallery: Gallery | None = None, 
     if search:
         queryset = queryset.filter(name__icontains=search)
     return queryset
+
+
+def camera_by_ref(value: object) -> Camera | None:
+    """A camera by its id or its name (None when there is none); a name may be digits only."""
+    text = str(value).strip()
+    pk = parse_id(text)
+    camera = Camera.objects.filter(pk=pk).first() if pk is not None else None
+    return camera or Camera.objects.filter(name=text).first()
 
 
 def camera_status_is_stale(camera: Camera, *, now: datetime | None = None) -> bool:
