@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from attendance.apis import AttendanceDayApi, AttendanceSummaryApi
+
+urlpatterns = [
+    path("", AttendanceDayApi.as_view(), name="attendance-day"),
+    path("summary/", AttendanceSummaryApi.as_view(), name="attendance-summary"),
+]
