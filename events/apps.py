@@ -6,4 +6,8 @@ class EventsConfig(AppConfig):
     verbose_name = "Recognition events"
 
     def ready(self) -> None:
-        from events import signals  # noqa: F401  (connects the receivers)
+        from events import mqtt, signals  # noqa: F401  (signals connects its receivers)
+        from events.hooks import event_recorded
+
+        # Lazy: the publisher starts on the first event, in the process that records it.
+        event_recorded.connect(mqtt.on_event_recorded, dispatch_uid="events.mqtt")

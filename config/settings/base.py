@@ -257,7 +257,7 @@ MQTT_TLS = env_bool("MQTT_TLS", False)
 MQTT_TLS_CA = env_str("MQTT_TLS_CA")  # a CA bundle's path; empty: the system's
 MQTT_TOPIC_PREFIX = env_str("MQTT_TOPIC_PREFIX", "facerec").strip("/")
 MQTT_QOS = env_int("MQTT_QOS", 1)
-MQTT_CLIENT_ID = env_str("MQTT_CLIENT_ID")  # empty: facerec-<host>-<pid>
+MQTT_CLIENT_ID = env_str("MQTT_CLIENT_ID")  # a prefix: <it>-<pid>; empty: facerec-<host>-<pid>
 # Messages kept while the broker is away (the oldest are dropped past it, and counted).
 MQTT_QUEUE_MAX = env_int("MQTT_QUEUE_MAX", 10000)
 # Webhooks: a receiver gets WEBHOOK_TIMEOUT_SECONDS per attempt, and up to WEBHOOK_MAX_ATTEMPTS
