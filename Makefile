@@ -20,11 +20,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## Set everything up and serve http://$(HOST):$(PORT) (HTTP and WebSockets, uvicorn) on SQLite,
-## in-process cache and jobs, with one camera worker beside it (stopped with the server).
+## in-process cache and jobs, with one camera worker beside it (stopped with the server). Both write
+## their Prometheus metrics into one fresh folder: /metrics shows the camera worker's frames too.
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_superuser
-	$(BIN)/python manage.py run_cameras & CAMERAS=$$!; trap 'kill $$CAMERAS 2>/dev/null; wait $$CAMERAS' EXIT INT TERM; \
+	export PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d -t facerec-prometheus-XXXXXX); \
+	$(BIN)/python manage.py run_cameras & CAMERAS=$$!; \
+	trap 'kill $$CAMERAS 2>/dev/null; wait $$CAMERAS; rm -rf "$$PROMETHEUS_MULTIPROC_DIR"' EXIT INT TERM; \
 	$(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --ws-max-size 16777216
 
 ## Production camera worker: claims cameras through database leases and records their events (run

@@ -1,8 +1,19 @@
 """gunicorn settings for `make serve`, from the environment (see README's configuration table)."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+
+# Prometheus: each worker writes its metrics to files in this folder and /metrics sums them all.
+# Set here, in the master, before any process imports prometheus_client (the workers inherit it).
+# Default: a folder of this master's own, so neither a previous run nor another server on the
+# machine is summed in; a folder the operator names is emptied when the master starts.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facerec-prometheus-")
+    os.environ["FACEREC_PROMETHEUS_TEMP_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]  # removed on exit
 
 # ASGI under uvicorn's worker class: plain HTTP and the live WebSockets on the same port. Each
 # process runs one Django view at a time (config/asgi.py says why); uploads and answers stream
@@ -37,3 +48,20 @@ def on_starting(server):
     from config.env import settings_or_exit
 
     settings_or_exit()
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):  # a previous run's processes: never summed in
+        stale.unlink()
+
+
+def child_exit(server, worker):
+    """A worker's live gauges (facerec_mqtt_connected) leave with it; its counters stay summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    temp = os.environ.get("FACEREC_PROMETHEUS_TEMP_DIR")
+    if temp and temp == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(temp, ignore_errors=True)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.apis import HealthApi, StatsApi, TokenApi
+from core.exposition import metrics_view
 from jobs.apis import JobDetailApi
 from people.apis import (
     FaceDetailApi,
@@ -45,6 +46,7 @@ api = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api)),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus (core/exposition.py: token or network)
     path("", include("streams.page_urls")),
     path("", include("events.page_urls")),
 ]

@@ -2,11 +2,17 @@
 
 Under gunicorn (several processes) prometheus_client's multiprocess mode is used: the environment
 variable PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is first imported (see
-gunicorn.conf.py and the Makefile), and /metrics aggregates every process's files."""
+gunicorn.conf.py and the Makefile), and /metrics aggregates every process's files. The exposition,
+its access rules and the values read from the database at scrape time are in core/exposition.py."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import logging
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+
+logger = logging.getLogger(__name__)
 
 # Seconds, from a millisecond (one engine stage on a small batch) to a minute (a batch upload).
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -43,3 +49,47 @@ MQTT_MESSAGES = Counter(
 MQTT_CONNECTED = Gauge(
     "facerec_mqtt_connected", "1 while this process is connected to the MQTT broker.",
     multiprocess_mode="livemax")
+
+
+def process_registry() -> CollectorRegistry:
+    """What this process exposes: under multiprocess mode every process's files summed (a fresh
+    registry each time, as prometheus_client requires), otherwise this process's own registry."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+class CameraFrames:
+    """Turns one camera stream's cumulative frame counts (as its status reports them) into
+    increments of CAMERA_FRAMES. A count lower than the last one means the stream started again
+    from 0: all of it is new."""
+
+    _STATES = {"frames_in": "received", "frames_analysed": "analysed", "frames_dropped": "dropped"}
+
+    def __init__(self, camera: str) -> None:
+        self.camera = camera
+        self._last = dict.fromkeys(self._STATES, 0)
+
+    def record(self, status: dict) -> None:
+        for key, state in self._STATES.items():
+            total = status.get(key)
+            if total is None:  # no source (a bad URL): nothing was read
+                continue
+            delta = total - self._last[key] if total >= self._last[key] else total
+            if delta:
+                CAMERA_FRAMES.labels(camera=self.camera, state=state).inc(delta)
+            self._last[key] = total
+
+
+def record_event(sender, *, event, phase: str, **kwargs) -> None:
+    """Receiver of events.hooks.event_recorded (connected in CoreConfig.ready): an appearance
+    counts once, when its name was decided."""
+    if phase != "opened":
+        return
+    try:
+        EVENTS.labels(kind=event.kind, source=event.source).inc()
+        TIME_TO_NAME.labels(source=event.source).observe(max(event.time_to_name_ms, 0.0) / 1000.0)
+    except Exception:  # noqa: BLE001 - metrics must never break the writer of events
+        logger.exception("event %s: not counted in the metrics", getattr(event, "uid", "?"))

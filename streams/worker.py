@@ -21,6 +21,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
+from core.prometheus import CameraFrames
 from face_engine.live.appearances import AppearanceTracker
 from face_engine.live.frames import LatestFrame
 from face_engine.live.loop import LiveLoop, Stream
@@ -57,6 +58,7 @@ class CameraRunner:
         self.camera_id, self.name, self.config_at = camera.pk, camera.name, camera.updated_at
         self.loop = loop
         self.slot = LatestFrame()
+        self.frames = CameraFrames(camera.name)  # this runner's counts start at 0: so do its deltas
         self.error = ""
         self.source: VideoSource | None = None
         try:
@@ -192,7 +194,9 @@ class CameraWorker:
                 if camera is not None:
                     self._start(camera)
         for camera_id, runner in self.runners.items():
-            camera_status_write(worker_id=self.worker_id, camera_id=camera_id, **runner.status())
+            status = runner.status()
+            camera_status_write(worker_id=self.worker_id, camera_id=camera_id, **status)
+            runner.frames.record(status)  # the Prometheus counters move with the status written
         target = min(self.capacity, fair_share(worker_id=self.worker_id, capacity=self.capacity,
                                                 lease_seconds=self.lease_seconds))
         extra = sorted(self.runners)[target:]  # another worker came: it takes these over

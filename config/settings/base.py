@@ -276,6 +276,9 @@ ATTENDANCE_TIME_ZONE = env_str("ATTENDANCE_TIME_ZONE", TIME_ZONE)
 # Prometheus /metrics: a bearer token, or a client address in METRICS_ALLOWED_NETWORKS (CIDRs).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+# A camera worker's own metrics port (run_cameras --metrics-port), for workers on other hosts; 0: off.
+CAMERA_METRICS_PORT = env_int("CAMERA_METRICS_PORT", 0)
+CAMERA_METRICS_ADDRESS = env_str("CAMERA_METRICS_ADDRESS", "0.0.0.0")
 # The live feed (ws/events/) looks for new and changed events and camera states this often.
 FEED_POLL_SECONDS = env_float("FEED_POLL_SECONDS", 0.25)
 
