@@ -311,6 +311,8 @@ JOBS_WORKERS = env_int("JOBS_WORKERS", 2)
 # retention pass hourly themselves, so nothing depends on beat running.
 CELERY_BEAT_SCHEDULE = {
     "purge-event-crops": {"task": "events.tasks.purge_event_crops", "schedule": 3600.0},
+    # Webhook deliveries a dead process had queued are sent again; old delivery logs are purged.
+    "webhooks-maintenance": {"task": "webhooks.tasks.webhooks_maintenance", "schedule": 60.0},
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
