@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: setup run serve worker cameras test test-services test-faults loadtest lint clean
+.PHONY: setup run serve worker cameras test test-services test-faults loadtest bench-delivery lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ test-faults: $(STAMP)
 ## Options: LOADTEST_ARGS="--seconds 20 --clients 50 --enrollers 5".
 loadtest: $(STAMP)
 	$(BIN)/python loadtest/run.py $(LOADTEST_ARGS)
+
+## Benchmark of event delivery: events per second through MQTT (the broker on 127.0.0.1:1883) and
+## webhooks (a receiver on loopback), and the delay from decision to delivery (loadtest/delivery.py).
+bench-delivery: $(STAMP)
+	$(BIN)/python loadtest/delivery.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

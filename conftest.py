@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,29 @@ def database_env(settings) -> dict[str, str]:
         return {"DATABASE_URL": "", "SQLITE_PATH": db["NAME"]}
     credentials = f"{quote(db['USER'], safe='')}:{quote(db['PASSWORD'], safe='')}"
     return {"DATABASE_URL": f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{quote(db['NAME'])}"}
+
+
+@contextmanager
+def celery_broker(settings, url: str):
+    """Celery's client pointed at ``url`` for a block (CELERY_BROKER_URL and the app's broker), its
+    connection pools dropped on the way in and out: kombu keeps pools per broker in a registry of
+    its own, and a pool closed by one test would otherwise be handed to the next ("Acquire on
+    closed pool")."""
+    import kombu.pools
+
+    from config.celery import app
+
+    def drop_pools() -> None:
+        kombu.pools.reset()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    settings.CELERY_BROKER_URL = url
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
+    drop_pools()
+    try:
+        yield app
+    finally:
+        app.conf.broker_url = previous
+        drop_pools()

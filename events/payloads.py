@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from events.models import Event
 from events.serializers import EventSerializer
 
@@ -11,7 +13,19 @@ PHASES = ("opened", "updated", "closed")
 def event_payload(event: Event, phase: str) -> dict:
     """The event as the API's detail shows it, plus what a consumer without the API needs: the phase
     (opened: the name was decided; updated: still in view; closed: the appearance ended), the
-    camera's name and the gallery's slug. Plain JSON types only (json.dumps takes it as it is)."""
+    camera's name and the gallery's slug. Plain JSON types only (json.dumps takes it as it is).
+
+    Built once per event as written: the receivers of one write (MQTT, webhooks) share the same
+    row object, so the second one costs neither the serializer nor its person and gallery queries.
+    The copy returned is the caller's to change."""
+    cache = event.__dict__.setdefault("_payloads", {})
+    key = (phase, event.updated_at)
+    if key not in cache:
+        cache[key] = _build(event, phase)
+    return copy.deepcopy(cache[key])
+
+
+def _build(event: Event, phase: str) -> dict:
     data = dict(EventSerializer(event).data)
     data["uid"] = str(data["uid"])
     gallery = event.gallery if event.gallery_id else None

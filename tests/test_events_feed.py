@@ -216,3 +216,43 @@ def test_the_poller_stops_when_the_last_client_leaves(user):
         assert not thread.is_alive()
 
     run(body)
+
+
+def test_a_client_that_does_not_read_is_closed_once_its_queue_is_full(user, scene, monkeypatch, settings):
+    """The transport holds every event send (as uvicorn does for a client that reads nothing): the
+    messages pile up in the connection's queue, bounded, and the connection is closed with 4408."""
+    from events import consumers
+
+    monkeypatch.setattr(consumers, "QUEUE_MESSAGES", 3)
+    settings.LIVE_SEND_TIMEOUT = 60.0  # the queue's bound, not the send deadline, ends it here
+    hall = scene["hall"]
+
+    async def body():
+        inbox: asyncio.Queue = asyncio.Queue()
+        sent: list[dict] = []
+        never = asyncio.Event()
+
+        async def send(message):
+            if message["type"] == "websocket.send" and '"type": "event"' in message["text"]:
+                await never.wait()
+            sent.append(message)
+
+        scope = {"type": "websocket", "path": "/ws/events/", "query_string": b"backlog=0", "headers": [],
+                 "user": user}
+        task = asyncio.ensure_future(consumers.FeedConsumer.as_asgi()(scope, inbox.get, send))
+        await inbox.put({"type": "websocket.connect"})
+        async with asyncio.timeout(10):
+            while not any(m.get("text", "").startswith('{"type": "hello"') for m in sent):
+                await asyncio.sleep(0.02)
+        write = database_sync_to_async(upsert)
+        for _ in range(6):
+            await write(camera_id=hall.pk, source_name="hall", **now_values())
+        async with asyncio.timeout(10):
+            while not any(m["type"] == "websocket.close" for m in sent):
+                await asyncio.sleep(0.05)
+        assert [m["code"] for m in sent if m["type"] == "websocket.close"] == [4408]
+        await inbox.put({"type": "websocket.disconnect", "code": 4408})
+        await asyncio.wait_for(task, 10)
+        assert not hub._listeners()
+
+    run(body)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import MISC, TRAIN, make_client, upload
+from conftest import MISC, TRAIN, celery_broker, make_client, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,23 +172,16 @@ def test_dispatch_sends_to_the_celery_broker_when_configured(engine, settings):
 
     import redis
 
-    from config.celery import app
     from jobs import backends
     from jobs.models import Job
 
     url = "redis://127.0.0.1:6379/15"
     queue = redis.Redis.from_url(url)
     queue.flushdb()
-    settings.CELERY_BROKER_URL = url
-    previous = app.conf.broker_url
-    app.conf.broker_url = url
-    try:
+    with celery_broker(settings, url):
         job = Job.objects.create(kind=Job.Kind.ENCODE, face_ids=[], total=0)
         backends.dispatch(job.pk)
         message = json.loads(queue.lpop("celery"))
         assert message["headers"]["task"] == "jobs.tasks.run_job"
         assert message["headers"]["argsrepr"] == repr((str(job.pk),))
-    finally:
-        app.conf.broker_url = previous
-        app.pool.force_close_all()
-        queue.flushdb()
+    queue.flushdb()

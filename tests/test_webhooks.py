@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from conftest import celery_broker
 from people.models import Person
 from streams.models import Camera
 from tests import webhook_support as support
@@ -308,15 +309,11 @@ def test_with_a_broker_attempts_are_celery_tasks_and_retries_have_a_countdown(re
     """Celery's own client on its in-memory transport: the task and its countdown as a worker gets them."""
     from kombu import Connection
 
-    from config.celery import app
     from webhooks.tasks import deliver_webhook, webhooks_maintenance
 
     receiver = receivers([500, 200])
     subscription = subscribe(receiver.url)
-    settings.CELERY_BROKER_URL = "memory://"
-    previous = app.conf.broker_url
-    app.conf.broker_url = "memory://"
-    try:
+    with celery_broker(settings, "memory://"):
         with Connection("memory://") as connection:
             queue = connection.SimpleQueue("celery")
             event()
@@ -337,7 +334,4 @@ def test_with_a_broker_attempts_are_celery_tasks_and_retries_have_a_countdown(re
             assert len(receiver.requests) == 2
             assert webhooks_maintenance.apply().result == {"redispatched": 0, "purged": 0}
             queue.close()
-    finally:
-        app.conf.broker_url = previous
-        app.pool.force_close_all()
     assert subscription.deliveries.get().attempts == 2
