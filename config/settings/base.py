@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",  # first: it times and logs everything below, redirects included
     "django.middleware.security.SecurityMiddleware",
+    "core.security.SecurityHeadersMiddleware",  # CSP and Permissions-Policy on the HTML pages
     # Static files (the admin's, the Swagger UI's, the live page's) from the ASGI server itself:
     # from the apps' folders in development, from STATIC_ROOT (collectstatic) in production.
     "whitenoise.middleware.WhiteNoiseMiddleware",
