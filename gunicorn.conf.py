@@ -22,10 +22,21 @@ wsgi_app = "config.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Recognising a batch of large images on a CPU can take a while.
+# Timeouts (docs/operations.md states them all). A worker that stops answering gunicorn's heartbeat
+# for `timeout` seconds is killed and replaced (a view blocking its event loop: recognising a batch
+# of large images on a CPU can take a while); on a restart workers get `graceful_timeout` seconds to
+# finish their requests; an idle kept-alive connection is closed after `keepalive` seconds (passed
+# to uvicorn as its --timeout-keep-alive). A request body must arrive within REQUEST_BODY_TIMEOUT
+# (config/asgi.py), whatever the worker.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
+# The request line and headers. These bind gunicorn's own HTTP parser (its sync and gthread
+# workers); uvicorn's workers parse HTTP themselves, and config/asgi.py applies the same numbers to
+# what they hand over (414 past the line, 431 past the header count or a header's size).
+limit_request_line = int(os.environ.get("REQUEST_MAX_LINE_BYTES", "8190"))
+limit_request_fields = int(os.environ.get("REQUEST_MAX_HEADERS", "100"))
+limit_request_field_size = int(os.environ.get("REQUEST_MAX_HEADER_BYTES", "8190"))
 # Each worker imports Django and loads the face models itself, lazily, after the fork: the
 # runtimes' thread pools and the database pool's connections do not survive a fork.
 preload_app = False

@@ -14,6 +14,7 @@ from attendance.selectors import (
     AttendanceRange,
     zone_by_name,
 )
+from core.parsers import OneValuePerField
 from people.models import Person
 from streams.models import Camera
 from streams.selectors import camera_by_ref
@@ -24,10 +25,12 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment is not None else None
 
 
-class _SheetQuerySerializer(serializers.Serializer):
-    gallery = serializers.CharField(help_text="Gallery id or slug.")
-    tz = serializers.CharField(required=False, help_text="IANA time zone (default: ATTENDANCE_TIME_ZONE).")
-    camera = serializers.CharField(required=False, help_text="Camera id or name: only its events count.")
+class _SheetQuerySerializer(OneValuePerField, serializers.Serializer):
+    gallery = serializers.CharField(max_length=200, help_text="Gallery id or slug.")
+    tz = serializers.CharField(required=False, max_length=100,
+                               help_text="IANA time zone (default: ATTENDANCE_TIME_ZONE).")
+    camera = serializers.CharField(required=False, max_length=200,
+                                   help_text="Camera id or name: only its events count.")
 
     def validate_tz(self, value: str):
         zone = zone_by_name(value)

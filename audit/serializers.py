@@ -1,13 +1,15 @@
 from rest_framework import serializers
 
 from audit.models import AuditRecord
+from core.ids import IdField
+from core.parsers import OneValuePerField
 
 
-class AuditFilterSerializer(serializers.Serializer):
-    action = serializers.CharField(required=False, allow_blank=True)
-    actor = serializers.CharField(required=False, allow_blank=True, help_text="Username.")
-    target_type = serializers.CharField(required=False, allow_blank=True)
-    target_id = serializers.IntegerField(required=False, min_value=0)
+class AuditFilterSerializer(OneValuePerField, serializers.Serializer):
+    action = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    actor = serializers.CharField(required=False, allow_blank=True, max_length=150, help_text="Username.")
+    target_type = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    target_id = IdField(required=False)
     since = serializers.DateTimeField(required=False, help_text="ISO 8601; records at or after.")
     until = serializers.DateTimeField(required=False, help_text="ISO 8601; records before.")
 

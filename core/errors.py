@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -14,6 +21,22 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from face_engine.types import ImageError
 
 logger = logging.getLogger(__name__)
+security_logger = logging.getLogger("django.security")
+
+# The code of an answer nothing more specific names, by status (an unmatched /api/ URL, a page
+# Django rendered, a refusal made before any view ran). Every code is listed in docs/api.md.
+STATUS_CODES = {
+    400: ("invalid", "Bad request."),
+    401: ("not_authenticated", "Authentication credentials were not provided."),
+    403: ("permission_denied", "Permission denied."),
+    404: ("not_found", "No such resource."),
+    405: ("method_not_allowed", "Method not allowed."),
+    406: ("not_acceptable", "No acceptable representation: this API answers JSON."),
+    408: ("request_timeout", "The request body was not received in time."),
+    413: ("request_too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Unsupported media type."),
+    429: ("throttled", "Too many requests."),
+}
 
 
 class ServiceError(exceptions.APIException):
@@ -44,7 +67,26 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
+def suspicious_refusal(exc: SuspiciousOperation) -> tuple[int, str, str]:
+    """(status, code, message) for what Django's request parsing refuses: a body over
+    DATA_UPLOAD_MAX_MEMORY_SIZE, too many form fields or files, a bad Host…"""
+    if isinstance(exc, RequestDataTooBig):
+        return 413, "request_too_large", (f"The request's form data is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                                          "bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).")
+    if isinstance(exc, TooManyFieldsSent):
+        return 400, "parse_error", (f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields "
+                                    "(DATA_UPLOAD_MAX_NUMBER_FIELDS).")
+    if isinstance(exc, TooManyFilesSent):
+        return 400, "parse_error", (f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files "
+                                    "(DATA_UPLOAD_MAX_NUMBER_FILES).")
+    return 400, "invalid", str(exc)[:200] or "Bad request."
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, SuspiciousOperation):  # raised by Django's parsing of request.data
+        status_code, code, message = suspicious_refusal(exc)
+        security_logger.warning("%s: %s", type(exc).__name__, message)
+        return Response(error_body(code, message), status=status_code)
     if isinstance(exc, ServiceError):
         return Response(error_body(exc.error_code, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, ImageError):
@@ -72,17 +114,27 @@ def exception_handler(exc, context):
     return response
 
 
+def error_response(status_code: int, code: str | None = None, message: str | None = None,
+                   details=None) -> JsonResponse:
+    """A JSON answer in the error shape, with the code STATUS_CODES gives ``status_code`` by default."""
+    default_code, default_message = STATUS_CODES.get(
+        status_code, ("server_error", "Internal server error.") if status_code >= 500 else ("invalid", "Bad request."))
+    return JsonResponse(error_body(code or default_code, message or default_message, details), status=status_code)
+
+
 def json_404(request, exception=None):
-    return JsonResponse(error_body("not_found", "No such resource."), status=404)
+    return error_response(404)
 
 
 def json_400(request, exception=None):
-    return JsonResponse(error_body("bad_request", str(exception) or "Bad request."), status=400)
+    if isinstance(exception, SuspiciousOperation):
+        return error_response(*suspicious_refusal(exception))
+    return error_response(400)
 
 
 def json_403(request, exception=None):
-    return JsonResponse(error_body("permission_denied", "Permission denied."), status=403)
+    return error_response(403)
 
 
 def json_500(request):
-    return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+    return error_response(500)

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from core.ids import MAX_ID, parse_id
+from core.ids import IdField, parse_id
+from core.parsers import OneValuePerField
 from events.models import Event
 from streams.models import Camera
 from streams.selectors import camera_by_ref
@@ -16,12 +17,12 @@ def _camera(value: str) -> Camera:
     return camera
 
 
-class EventFilterSerializer(serializers.Serializer):
+class EventFilterSerializer(OneValuePerField, serializers.Serializer):
     """Query parameters of the event list; every bad value is a 400 naming its parameter."""
 
-    camera = serializers.CharField(required=False, help_text="Camera id or name.")
-    person = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Person id.")
-    gallery = serializers.CharField(required=False, help_text="Gallery id or slug.")
+    camera = serializers.CharField(required=False, max_length=200, help_text="Camera id or name.")
+    person = IdField(required=False, help_text="Person id.")
+    gallery = serializers.CharField(required=False, max_length=200, help_text="Gallery id or slug.")
     unknown = serializers.BooleanField(required=False, allow_null=True, default=None,
                                        help_text="true: unknown faces only; false: known people only.")
     source = serializers.ChoiceField(choices=Event.Source.choices, required=False)

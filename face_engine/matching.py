@@ -8,10 +8,15 @@ embeddings, in [0, 1], equal to 0.5 exactly at the match threshold t:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
 def confidence(distance: float, threshold: float) -> float:
+    # Whatever the caller passes (a zero threshold, a NaN distance), never a division by zero or a NaN.
+    if not threshold > 0 or math.isnan(distance):
+        return 1.0 if distance <= 0 else 0.0
     return float(min(1.0, max(0.0, 1.0 - distance / (2.0 * threshold))))
 
 

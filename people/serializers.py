@@ -5,17 +5,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.parsers import JSONValueField, OneValuePerField, refuse_repeated
 from people.models import Face, Gallery, Person
 from people.selectors import gallery_by_ref
 
 
-class GallerySerializer(serializers.ModelSerializer):
+class GallerySerializer(OneValuePerField, serializers.ModelSerializer):
     person_count = serializers.IntegerField(read_only=True, default=0)
 
     class Meta:
         model = Gallery
         fields = ["id", "name", "slug", "description", "person_count", "created_at"]
         read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"description": {"max_length": 10000}}
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -34,11 +36,12 @@ class GalleryRefField(serializers.Field):
         return value.pk
 
 
-class PersonInputSerializer(serializers.Serializer):
+class PersonInputSerializer(OneValuePerField, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     external_id = serializers.CharField(max_length=100, required=False, allow_null=True, allow_blank=True)
-    metadata = serializers.JSONField(required=False)
-    galleries = serializers.ListField(child=GalleryRefField(), required=False)
+    # Checked as every JSON body is (core/parsers.py), a JSON string in a form field too.
+    metadata = JSONValueField(required=False)
+    galleries = serializers.ListField(child=GalleryRefField(), required=False, max_length=200)
 
     def validate_metadata(self, value):
         if not isinstance(value, dict):
@@ -107,6 +110,9 @@ class EnrolInputSerializer(serializers.Serializer):
     run_async = serializers.BooleanField(default=False)
 
     def to_internal_value(self, data):
+        refuse_repeated(self, data)
+        if hasattr(data, "getlist") and len(data.getlist("async")) > 1:
+            raise serializers.ValidationError({"async": ["Sent more than once; send it once."]})
         if hasattr(data, "getlist"):
             files = data.getlist("image")
             data = {key: data.get(key) for key in data}

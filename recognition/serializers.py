@@ -4,12 +4,35 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.ids import ID_RULE, IdRelatedField, parse_id
+from core.parsers import OneValuePerField, refuse_repeated
 from people.models import Person
 
+# The most face ids one encoding job may name (a longer IN list overflows SQLite's parameters).
+MAX_SCOPE_IDS = 10000
 
-class _Options(serializers.Serializer):
-    threshold = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
-    gallery = serializers.CharField(required=False, allow_blank=True)
+
+@extend_schema_field({"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 2})
+class ThresholdField(serializers.FloatField):
+    """A match threshold, a distance in (0, 2]: unit embeddings are at most 2 apart, and the
+    confidence divides by the threshold (0 was a ZeroDivisionError: a 500)."""
+
+    default_error_messages = {"positive": "Must be more than 0 (and at most 2)."}
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, min_value=0.0, max_value=2.0,
+                         help_text="Distance under which two faces match: more than 0, at most 2.", **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value > 0.0:
+            self.fail("positive")
+        return value
+
+
+class _Options(OneValuePerField, serializers.Serializer):
+    threshold = ThresholdField()
+    gallery = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
 
 class RecognizeInputSerializer(_Options):
@@ -24,6 +47,7 @@ class BatchRecognizeInputSerializer(_Options):
     return_all_matches = serializers.BooleanField(required=False, default=False)
 
     def to_internal_value(self, data):
+        refuse_repeated(self, data)
         if hasattr(data, "getlist"):
             files = data.getlist("images")
             data = {key: data.get(key) for key in data}
@@ -38,12 +62,12 @@ class BatchRecognizeInputSerializer(_Options):
         return value
 
 
-class VerifyInputSerializer(serializers.Serializer):
+class VerifyInputSerializer(OneValuePerField, serializers.Serializer):
     image_a = serializers.FileField(required=False, allow_empty_file=True)
     image_b = serializers.FileField(required=False, allow_empty_file=True)
     image = serializers.FileField(required=False, allow_empty_file=True)
-    person_id = serializers.PrimaryKeyRelatedField(queryset=Person.objects.all(), required=False)
-    threshold = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
+    person_id = IdRelatedField(queryset=Person.objects.all(), required=False)
+    threshold = ThresholdField()
 
     def validate(self, attrs):
         pair = "image_a" in attrs and "image_b" in attrs
@@ -54,28 +78,35 @@ class VerifyInputSerializer(serializers.Serializer):
         return attrs
 
 
-class CacheActionSerializer(serializers.Serializer):
+class CacheActionSerializer(OneValuePerField, serializers.Serializer):
     action = serializers.ChoiceField(choices=["reload", "clear"])
 
 
 @extend_schema_field({"oneOf": [{"type": "string", "enum": ["missing", "all"]},
-                           {"type": "array", "items": {"type": "integer"}}]})
+                           {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                            "maxItems": MAX_SCOPE_IDS}]})
 class EncodingsScopeField(serializers.Field):
     default_error_messages = {
         "invalid": 'scope must be "missing", "all" or a list of face ids.',
+        "too_many": f"At most {MAX_SCOPE_IDS} face ids per job.",
+        "invalid_id": f"Not face ids: {ID_RULE}.",
     }
 
     def to_internal_value(self, data):
         if data in ("missing", "all"):
             return data
-        if isinstance(data, list) and data and all(isinstance(x, int) and not isinstance(x, bool)
-                                                   for x in data):
-            return data
-        self.fail("invalid")
+        if not isinstance(data, list) or not data or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                             for x in data):
+            self.fail("invalid")
+        if len(data) > MAX_SCOPE_IDS:
+            self.fail("too_many")
+        if any(parse_id(x) is None for x in data):  # past the bigint: an overflow in the query (a 500)
+            self.fail("invalid_id")
+        return data
 
     def to_representation(self, value):
         return value
 
 
-class EncodingsInputSerializer(serializers.Serializer):
+class EncodingsInputSerializer(OneValuePerField, serializers.Serializer):
     scope = EncodingsScopeField(default="missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,24 @@ from recognition.index_cache import index_cache
 UNKNOWN = "unknown"
 
 
+def checked_threshold(value: float | None) -> float:
+    """The threshold to use: ``value`` or FACE_MATCH_THRESHOLD. The confidence divides by it, so
+    anything but a finite number in (0, 2] is refused here too, whoever the caller (the API's
+    serializers refuse it first, with the same words)."""
+    threshold = pipeline().settings.match_threshold if value is None else value
+    if not (isinstance(threshold, int | float) and math.isfinite(threshold) and 0 < threshold <= 2):
+        raise ServiceError("invalid", "threshold: must be more than 0 and at most 2.",
+                           details={"threshold": ["Must be more than 0 (and at most 2)."]})
+    return float(threshold)
+
+
+def safe_confidence(d: float, threshold: float) -> float:
+    """face_engine's confidence, never dividing by zero nor answering NaN (JSON has no NaN)."""
+    if not (threshold > 0 and math.isfinite(d)):
+        return 1.0 if d <= 0 else 0.0
+    return confidence(d, threshold)
+
+
 @dataclass(frozen=True)
 class RecognizeOptions:
     match_count: int = 5
@@ -30,7 +49,7 @@ class RecognizeOptions:
     gallery: Gallery | None = None
 
     def resolved_threshold(self) -> float:
-        return self.threshold if self.threshold is not None else pipeline().settings.match_threshold
+        return checked_threshold(self.threshold)
 
 
 def gallery_resolve(value: str | int | None) -> Gallery | None:
@@ -50,7 +69,7 @@ def _match_dict(match: Match, names: dict[int, str], threshold: float) -> dict:
         "person_name": names.get(match.person_id, ""),
         "distance": round(match.distance, 6),
         "is_match": is_match(match.distance, threshold),
-        "confidence": round(confidence(match.distance, threshold), 6),
+        "confidence": round(safe_confidence(match.distance, threshold), 6),
     }
 
 
@@ -163,7 +182,7 @@ def verify(*, image_a: bytes, image_b: bytes | None = None, person: Person | Non
 
     An answer leaves an audit record; a refusal (no face, nothing to compare with) leaves none.
     """
-    limit = threshold if threshold is not None else pipeline().settings.match_threshold
+    limit = checked_threshold(threshold)
     probe = _largest_embedding(image_a, "image_a" if image_b is not None else "image")
     if image_b is not None:
         d = distance(probe, _largest_embedding(image_b, "image_b"))
@@ -183,7 +202,7 @@ def verify(*, image_a: bytes, image_b: bytes | None = None, person: Person | Non
         "success": True,
         "distance": round(d, 6),
         "is_match": is_match(d, limit),
-        "confidence": round(confidence(d, limit), 6),
+        "confidence": round(safe_confidence(d, limit), 6),
         "threshold": limit,
     }
     if person is not None:

@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from core.errors import ServiceError
+from core.parsers import OneValuePerField
 from face_engine.live.source_url import redact
 from recognition.services import gallery_resolve
 from streams import services
@@ -51,7 +52,7 @@ class OptionalBooleanField(serializers.BooleanField):
     default_empty_html = empty
 
 
-class CameraInputSerializer(_CheckedMixin, serializers.Serializer):
+class CameraInputSerializer(OneValuePerField, _CheckedMixin, serializers.Serializer):
     name = serializers.CharField(help_text="1 to 100 characters, unique.")
     # No max_length here: parse_source's message says how long the URL is and what the limit is.
     source_url = serializers.CharField(help_text="rtsp(s)://, http(s):// (MJPEG) or file:// under CAMERA_FILE_ROOT "
@@ -75,9 +76,9 @@ class CameraInputSerializer(_CheckedMixin, serializers.Serializer):
         return self._check("min_face_size", value)
 
 
-class CameraFilterSerializer(serializers.Serializer):
+class CameraFilterSerializer(OneValuePerField, serializers.Serializer):
     enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
-    gallery = serializers.CharField(required=False, allow_blank=True, help_text="Gallery id or slug.")
+    gallery = serializers.CharField(required=False, allow_blank=True, max_length=200, help_text="Gallery id or slug.")
     search = serializers.CharField(required=False, allow_blank=True, max_length=100, help_text="Part of the name.")
 
 

@@ -13,30 +13,28 @@ from django.contrib.auth.models import AnonymousUser
 
 
 @database_sync_to_async
-def _token_user(key: str):
-    from rest_framework.authtoken.models import Token
+def _token_check(key: str):
+    from core.authentication import token_check
 
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return None
-    return token.user
+    return token_check(key)
 
 
 class _TokenAuthMiddleware(AuthMiddleware):
     """The session's user, replaced by the token's when a token is given. A token that names
-    nobody leaves the connection anonymous, and scope["auth_error"] says why."""
+    nobody (unknown, revoked, expired, its user inactive: the HTTP API's rules, core.authentication)
+    leaves the connection anonymous, and scope["auth_error"] says why."""
 
     async def resolve_scope(self, scope):
         await super().resolve_scope(scope)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         keys = query.get("token")
         if keys:
-            user = await _token_user(keys[0][:100])
-            if user is None:
+            check = await _token_check(keys[0])
+            if check.user is None:
                 scope["user"]._wrapped = AnonymousUser()
-                scope["auth_error"] = "The token is not valid."
+                scope["auth_error"] = check.error
             else:
-                scope["user"]._wrapped = user
+                scope["user"]._wrapped = check.user
 
 
 def _has_token(scope) -> bool:

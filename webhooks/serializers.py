@@ -3,6 +3,8 @@ from __future__ import annotations
 from rest_framework import serializers
 from rest_framework.fields import empty
 
+from core.ids import IdListField
+from core.parsers import OneValuePerField
 from people.models import Person
 from streams.models import Camera
 from webhooks import services
@@ -14,21 +16,19 @@ class _OptionalBooleanField(serializers.BooleanField):
     default_empty_html = empty
 
 
-class SubscriptionInputSerializer(serializers.Serializer):
+class SubscriptionInputSerializer(OneValuePerField, serializers.Serializer):
     name = serializers.CharField(help_text="1 to 100 characters.")
     url = serializers.CharField(trim_whitespace=False, help_text="http(s):// URL; its host must resolve to public "
                                                                  "addresses unless WEBHOOK_ALLOW_PRIVATE.")
     secret = serializers.CharField(required=False, trim_whitespace=False,
                                    help_text="HMAC key, 16 to 200 characters; generated when left out.")
     active = _OptionalBooleanField(required=False, help_text="Default true.")
-    kinds = serializers.ListField(child=serializers.CharField(), required=False,
+    kinds = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=20,
                                   help_text=f"Any of {', '.join(KINDS)} (default both).")
-    phases = serializers.ListField(child=serializers.CharField(), required=False,
+    phases = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=20,
                                    help_text=f"Any of {', '.join(PHASES)} (default opened).")
-    people = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Person.objects.all(),
-                                                help_text="Person ids; empty: anyone.")
-    cameras = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Camera.objects.all(),
-                                                 help_text="Camera ids; empty: any source.")
+    people = IdListField(queryset=Person.objects.all(), required=False, help_text="Person ids; empty: anyone.")
+    cameras = IdListField(queryset=Camera.objects.all(), required=False, help_text="Camera ids; empty: any source.")
 
     def _check(self, field: str, value):
         try:
@@ -74,5 +74,5 @@ class DeliverySerializer(serializers.ModelSerializer):
                   "delivered_at", "delay_ms", "payload"]
 
 
-class DeliveryFilterSerializer(serializers.Serializer):
+class DeliveryFilterSerializer(OneValuePerField, serializers.Serializer):
     state = serializers.ChoiceField(choices=Delivery.State.choices, required=False)

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",  # first: it times and logs everything below, redirects included
+    "core.middleware.ApiErrorMiddleware",  # /api/ answers JSON errors whatever DEBUG is; NUL in queries refused
     "django.middleware.security.SecurityMiddleware",
     "core.security.SecurityHeadersMiddleware",  # CSP and Permissions-Policy on the HTML pages
     # Static files (the admin's, the Swagger UI's, the live page's) from the ASGI server itself:
@@ -180,6 +181,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = FACE_ENGINE.max_upload_bytes + 1024 * 1024
 MAX_BATCH_IMAGES = env_int("MAX_BATCH_IMAGES", 32)
 DATA_UPLOAD_MAX_NUMBER_FILES = max(100, MAX_BATCH_IMAGES + 1)
 
+# What one HTTP request may send (docs: README's configuration table and docs/operations.md).
+# The whole body, counted as it arrives by config/asgi.py (413 before it is all read; a Content-Length
+# over it is answered at once): a full batch of the largest images, and a little more.
+REQUEST_MAX_BODY_BYTES = env_int("REQUEST_MAX_BODY_BYTES",
+                                 MAX_BATCH_IMAGES * FACE_ENGINE.max_upload_bytes + 1024 * 1024)
+# Seconds a request's body may take to arrive, in all (a client trickling it byte by byte gets a
+# 408 and the connection is closed, instead of holding it and its buffer forever).
+REQUEST_BODY_TIMEOUT = env_float("REQUEST_BODY_TIMEOUT", 60.0)
+# The request line and headers: gunicorn.conf.py gives gunicorn's parser the same numbers; uvicorn
+# (make run, and gunicorn's uvicorn workers) takes megabytes of headers, so config/asgi.py refuses
+# past these with 414 and 431 before Django sees them.
+REQUEST_MAX_LINE_BYTES = env_int("REQUEST_MAX_LINE_BYTES", 8190)
+REQUEST_MAX_HEADERS = env_int("REQUEST_MAX_HEADERS", 100)
+REQUEST_MAX_HEADER_BYTES = env_int("REQUEST_MAX_HEADER_BYTES", 8190)
+# JSON bodies (core/parsers.py): the API's are small; past these, 413 and 400.
+MAX_JSON_BODY_BYTES = env_int("MAX_JSON_BODY_BYTES", 1024 * 1024)
+MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 32)
+# Form fields (query parameters, multipart parts that are not files; the admin's inline forms send
+# hundreds): Django refuses more with a 400, as it refuses files past DATA_UPLOAD_MAX_NUMBER_FILES.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "core.authentication.BearerTokenAuthentication",
@@ -187,9 +209,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["core.permissions.IsStaffOrReadOnly"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "core.parsers.JSONParser",  # bounded depth and size; no NUL, lone surrogates or repeated keys
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "core.parsers.JSONRenderer",  # rows stored before input was checked still render
+        "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 50),
@@ -345,3 +371,25 @@ def logging_settings(log_format: str) -> dict[str, Any]:
 
 LOGGING_CONFIG = "core.logging.configure"
 LOGGING = logging_settings(env_str("LOG_FORMAT", "text"))
+
+# API tokens (core/authentication.py, core/apis.py TokenApi). A token stops working
+# TOKEN_TTL_HOURS after it was issued (0: never); POST /api/auth/token/ then issues a new one.
+# Asking for one is limited per client address (every attempt) and per account (failed passwords,
+# from any address): "<count>/<second|minute|hour|day>", "0" for no limit. Over it: 429 + Retry-After.
+TOKEN_TTL_HOURS = env_float("TOKEN_TTL_HOURS", 24 * 30)
+TOKEN_RATE_PER_ADDRESS = env_str("TOKEN_RATE_PER_ADDRESS", "20/minute")
+TOKEN_RATE_PER_ACCOUNT = env_str("TOKEN_RATE_PER_ACCOUNT", "10/hour")
+
+
+def _check_token_rate(name: str, value: str) -> None:
+    import re
+
+    if value.strip() not in ("", "0") and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)",
+                                                           value.strip()):
+        raise ImproperlyConfigured(f"{name} must look like 10/minute (or 0 for no limit), got {value!r}")
+
+
+_check_token_rate("TOKEN_RATE_PER_ADDRESS", TOKEN_RATE_PER_ADDRESS)
+_check_token_rate("TOKEN_RATE_PER_ACCOUNT", TOKEN_RATE_PER_ACCOUNT)
+if TOKEN_TTL_HOURS < 0:
+    raise ImproperlyConfigured(f"TOKEN_TTL_HOURS must be 0 (never) or more, got {TOKEN_TTL_HOURS}")
