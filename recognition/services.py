@@ -79,8 +79,11 @@ def _face_dict(face: EngineFace, matches: list[Match], names: dict[int, str],
     accepted = [e for e in entries if e["is_match"]]
     shown = entries if options.return_all_matches else accepted
     top = accepted[0] if accepted else None
+    box = face.box.as_dict()
     return {
-        "bbox": face.box.as_dict(),
+        "box": box,  # the name every other answer uses (enrolment, the WebSockets)
+        "bbox": box,  # the seed's documented name, kept for the clients that read it
+
         "detection_score": round(face.score, 4),
         "landmarks": [[round(x, 1), round(y, 1)] for x, y in face.landmarks],
         "label": top["person_name"] if top else UNKNOWN,

@@ -30,7 +30,8 @@ def test_response_shape(user_client, people):
     assert set(body["top_match"]) == {"face_id", "person_id", "person_name", "distance", "is_match", "confidence"}
     assert set(body["timings_ms"]) == {"decode", "detect", "landmarks", "embed", "search"}
     face = body["faces"][0]
-    assert set(face["bbox"]) == {"top", "right", "bottom", "left"}
+    assert set(face["box"]) == {"top", "right", "bottom", "left"}
+    assert face["bbox"] == face["box"], "the seed's name for the box stays"
     assert face["top_match"] == body["top_match"] and face["matches"] == body["top_matches"]
     assert body["processing_time_ms"] > 0
 

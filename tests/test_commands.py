@@ -181,7 +181,7 @@ def test_recognize_json_names_obama_biden_and_a_stranger(obama_and_biden):
     faces = sorted(entry["faces"], key=lambda f: f["name"])
     assert [f["name"] for f in faces] == ["biden", "obama", "unknown"]
     for face in faces:
-        box = face["bbox"]
+        box = face["box"]
         assert 0 <= box["left"] < box["right"] <= 2000 and 0 <= box["top"] < box["bottom"] <= 1428
     biden, obama, stranger = faces
     assert biden["person_id"] == obama_and_biden["biden"].pk and biden["distance"] < 0.6

@@ -42,7 +42,7 @@ class Command(BaseCommand):
                                "error": {"code": result.code, "message": result.message}})
                 continue
             report.append({"file": name, "success": True, "faces": [
-                {"bbox": f["bbox"], "name": f["label"],
+                {"box": f["box"], "name": f["label"],
                  "person_id": f["top_match"]["person_id"] if f["top_match"] else None,
                  "distance": f["top_match"]["distance"] if f["top_match"] else None}
                 for f in result["faces"]]})
@@ -55,7 +55,7 @@ class Command(BaseCommand):
                 continue
             self.stdout.write(f"{entry['file']}: {len(entry['faces'])} face(s)")
             for face in entry["faces"]:
-                box = face["bbox"]
+                box = face["box"]
                 where = f"top={box['top']} right={box['right']} bottom={box['bottom']} left={box['left']}"
                 distance = f" (distance {face['distance']:.3f})" if face["distance"] is not None else ""
                 self.stdout.write(f"  {face['name']}{distance} at {where}")
