@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: setup run serve worker cameras test test-services test-faults loadtest bench-delivery lint clean
+.PHONY: setup run serve worker cameras test test-services test-faults test-hostile fuzz loadtest bench-delivery lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,23 @@ test-services: $(STAMP)
 ## PostgreSQL stopped and started under an API server and a camera worker (private instances).
 test-faults: $(STAMP)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q -rP tests/faults
+
+## Hostile uploads: 1,000+ generated cases (tests/hostile/corpus.py) sent to recognise, batch, verify,
+## enrolment, the live WebSocket and a camera worker of a real gunicorn server (SQLite, throw-away);
+## prints per family the answers, server errors, peak memory and slowest answer; exit 0 only if every
+## answer has the documented shape and code, no 5xx, the server survives and memory stays bounded.
+test-hostile: $(STAMP)
+	$(BIN)/python tests/hostile/run.py $(HOSTILE_ARGS)
+
+## Fuzzing (atheris): each harness of tests/fuzz for FUZZ_SECONDS, its corpus kept and grown in
+## var/fuzz/<harness>/corpus, crash inputs in var/fuzz/<harness>/ (`make test` runs each for 20 s).
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	@for h in fuzz_dat fuzz_decode fuzz_multipart fuzz_websocket; do \
+	  mkdir -p var/fuzz/$$h/corpus; \
+	  $(BIN)/python tests/fuzz/$$h.py -max_total_time=$(FUZZ_SECONDS) -timeout=60 -rss_limit_mb=3072 \
+	    -print_final_stats=1 -artifact_prefix=var/fuzz/$$h/ var/fuzz/$$h/corpus || exit 1; \
+	done
 
 ## Load test: gunicorn (production settings), PostgreSQL, Redis and a Celery worker on loopback under
 ## 50 recognising and 5 enrolling clients for 60 s; exit 0 only if every check passes (loadtest/run.py).

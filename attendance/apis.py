@@ -15,10 +15,13 @@ from rest_framework.views import APIView
 from attendance.exports import day_csv, day_filename, range_csv, range_filename
 from attendance.selectors import attendance_day, attendance_range, default_zone, local_today
 from attendance.serializers import DayQuerySerializer, RangeQuerySerializer, day_payload, range_payload
+from core.apis import errors
 from core.permissions import IsAuthenticatedUser
 from recognition.services import gallery_resolve
 
-RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR}
+# Errors are JSON in the error shape even when CSV was asked for (_SheetApi.finalize_response).
+RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR,
+             **{(code, "application/json"): response for code, response in errors(400).items()}}
 FORMAT_PARAMETER = OpenApiParameter("format", str, enum=["json", "csv"],
                                     description="csv: one row per member, as a file (default json).")
 

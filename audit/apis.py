@@ -3,14 +3,17 @@ from rest_framework.views import APIView
 
 from audit.selectors import audit_list
 from audit.serializers import AuditFilterSerializer, AuditRecordSerializer
+from core.apis import errors
 from core.pagination import PageNumberPagination
 from core.permissions import IsStaff
 
 
 class AuditListApi(APIView):
     permission_classes = [IsStaff]
+    pagination_class = PageNumberPagination  # read by the schema only: the answer is a page (count, results)
 
-    @extend_schema(parameters=[AuditFilterSerializer], responses=AuditRecordSerializer(many=True))
+    @extend_schema(parameters=[AuditFilterSerializer], responses={200: AuditRecordSerializer(many=True),
+                                                                  **errors(400, 404)})
     def get(self, request):
         filters = AuditFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

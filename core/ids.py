@@ -22,9 +22,12 @@ def parse_id(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
     text = str(value).strip()
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > _MAX_DIGITS:
+    if not (text.isascii() and text.isdigit()):
         return None
-    number = int(text)
+    digits = text.lstrip("0") or "0"  # int() counts leading zeros against its 4,300-digit limit
+    if len(digits) > _MAX_DIGITS:
+        return None
+    number = int(digits)
     return number if 1 <= number <= MAX_ID else None
 
 

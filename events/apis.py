@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.apis import errors
 from core.pagination import PageNumberPagination
 from core.permissions import IsAuthenticatedUser
 from events.models import Event
@@ -24,8 +26,10 @@ PAGE_PARAMETERS = [
 class EventListApi(APIView):
     # Any user reads; a write method is then a 405 (not a 403), as the API has no writes at all.
     permission_classes = [IsAuthenticatedUser]
+    pagination_class = PageNumberPagination  # read by the schema only: the answer is a page (count, results)
 
-    @extend_schema(parameters=[EventFilterSerializer, *PAGE_PARAMETERS], responses=EventSerializer(many=True))
+    @extend_schema(parameters=[EventFilterSerializer, *PAGE_PARAMETERS],
+                   responses={200: EventSerializer(many=True), **errors(400, 404)})
     def get(self, request):
         filters = EventFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -43,7 +47,7 @@ class EventListApi(APIView):
 class EventDetailApi(APIView):
     permission_classes = [IsAuthenticatedUser]
 
-    @extend_schema(responses=EventSerializer)
+    @extend_schema(responses={200: EventSerializer, **errors(404)})
     def get(self, request, pk):
         return Response(EventSerializer(get_object_or_404(event_list(), pk=pk)).data)
 
@@ -54,7 +58,7 @@ class EventCropApi(APIView):
 
     permission_classes = [IsAuthenticatedUser]
 
-    @extend_schema(responses={(200, "image/jpeg"): bytes})
+    @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **errors(404)})
     def get(self, request, pk):
         event = get_object_or_404(Event.objects.only("id", "crop"), pk=pk)
         if not event.crop:

@@ -4,6 +4,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.apis import errors
 from core.permissions import IsStaff
 from jobs.models import Job
 
@@ -20,6 +21,6 @@ class JobSerializer(serializers.ModelSerializer):
 class JobDetailApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(responses={200: JobSerializer, **errors(404)})
     def get(self, request, pk):
         return Response(JobSerializer(get_object_or_404(Job, pk=pk)).data)

@@ -6,13 +6,21 @@ import mimetypes
 
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import audit_context
+from core.apis import BODY_ERRORS, errors
 from core.errors import error_body
 from core.pagination import PageNumberPagination
 from jobs.services import batch_generate_encodings
@@ -28,6 +36,11 @@ from people.serializers import (
 from recognition.services import gallery_resolve
 
 
+@extend_schema_view(
+    get=extend_schema(parameters=[OpenApiParameter("search", str, description="Part of the name or slug.")],
+                      responses={200: GallerySerializer(many=True), **errors(400, 404)}),
+    post=extend_schema(responses={201: GallerySerializer, **errors(*BODY_ERRORS)}),
+)
 class GalleryListCreateApi(generics.ListCreateAPIView):
     serializer_class = GallerySerializer
 
@@ -38,6 +51,12 @@ class GalleryListCreateApi(generics.ListCreateAPIView):
         serializer.instance = services.gallery_create(**serializer.validated_data, **audit_context(self.request))
 
 
+@extend_schema_view(
+    get=extend_schema(responses={200: GallerySerializer, **errors(404)}),
+    put=extend_schema(responses={200: GallerySerializer, **errors(404, *BODY_ERRORS)}),
+    patch=extend_schema(responses={200: GallerySerializer, **errors(404, *BODY_ERRORS)}),
+    delete=extend_schema(responses={204: None, **errors(404)}),
+)
 class GalleryDetailApi(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = GallerySerializer
 
@@ -59,7 +78,9 @@ PERSON_FILTERS = [
 
 
 class PersonListCreateApi(APIView):
-    @extend_schema(parameters=PERSON_FILTERS, responses=PersonOutputSerializer(many=True))
+    pagination_class = PageNumberPagination  # read by the schema only: the answer is a page (count, results)
+
+    @extend_schema(parameters=PERSON_FILTERS, responses={200: PersonOutputSerializer(many=True), **errors(400, 404)})
     def get(self, request):
         queryset = selectors.person_list(
             search=request.query_params.get("search", "").strip(),
@@ -69,7 +90,7 @@ class PersonListCreateApi(APIView):
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(PersonOutputSerializer(page, many=True).data)
 
-    @extend_schema(request=PersonInputSerializer, responses={201: PersonOutputSerializer})
+    @extend_schema(request=PersonInputSerializer, responses={201: PersonOutputSerializer, **errors(*BODY_ERRORS)})
     def post(self, request):
         serializer = PersonInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -82,15 +103,15 @@ class PersonDetailApi(APIView):
     def _get(self, pk) -> Person:
         return get_object_or_404(selectors.person_list(), pk=pk)
 
-    @extend_schema(responses=PersonOutputSerializer)
+    @extend_schema(responses={200: PersonOutputSerializer, **errors(404)})
     def get(self, request, pk):
         return Response(PersonOutputSerializer(self._get(pk)).data)
 
-    @extend_schema(request=PersonInputSerializer, responses=PersonOutputSerializer)
+    @extend_schema(request=PersonInputSerializer, responses={200: PersonOutputSerializer, **errors(404, *BODY_ERRORS)})
     def put(self, request, pk):
         return self._update(request, pk, partial=False)
 
-    @extend_schema(request=PersonInputSerializer, responses=PersonOutputSerializer)
+    @extend_schema(request=PersonInputSerializer, responses={200: PersonOutputSerializer, **errors(404, *BODY_ERRORS)})
     def patch(self, request, pk):
         return self._update(request, pk, partial=True)
 
@@ -101,7 +122,7 @@ class PersonDetailApi(APIView):
         services.person_update(person=person, **serializer.validated_data, **audit_context(request))
         return Response(PersonOutputSerializer(self._get(pk)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(404)})
     def delete(self, request, pk):
         services.person_delete(person=get_object_or_404(Person, pk=pk), **audit_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -110,7 +131,11 @@ class PersonDetailApi(APIView):
 class PersonFacesApi(APIView):
     parser_classes = [MultiPartParser]
 
-    @extend_schema(responses=FaceSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("status", str, enum=["pending", "encoded", "no_face", "multiple_faces", "failed"],
+                                     description="Only faces in this status.")],
+        responses={200: FaceSerializer(many=True), **errors(400, 404)},
+    )
     def get(self, request, pk):
         person = get_object_or_404(Person, pk=pk)
         faces = selectors.face_list(person=person, status=request.query_params.get("status", ""))
@@ -122,7 +147,17 @@ class PersonFacesApi(APIView):
             "largest": serializers.BooleanField(required=False),
             "async": serializers.BooleanField(required=False),
         })},
-        responses={201: FaceSerializer, 202: dict, 422: dict},
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="The same bytes were already enrolled "
+                                 "(duplicate: true), or async with nothing new to encode."),
+            201: OpenApiResponse(OpenApiTypes.OBJECT, description="One file: the face (with success and "
+                                 "duplicate); several: the results per file."),
+            202: OpenApiResponse(OpenApiTypes.OBJECT, description="async: job_id and the pending faces."),
+            207: OpenApiResponse(OpenApiTypes.OBJECT, description="Several files, some enrolled: the results."),
+            **errors(404, *BODY_ERRORS),
+            422: OpenApiResponse(OpenApiTypes.OBJECT, description="One file refused (no_face, multiple_faces: "
+                                 "the error shape), or several and none enrolled (the results)."),
+        },
     )
     def post(self, request, pk):
         person = get_object_or_404(Person, pk=pk)
@@ -179,12 +214,12 @@ def _refusal(outcome) -> Response:
 
 
 class FaceDetailApi(APIView):
-    @extend_schema(responses=FaceSerializer)
+    @extend_schema(responses={200: FaceSerializer, **errors(404)})
     def get(self, request, pk):
         face = get_object_or_404(Face, pk=pk)
         return Response(FaceSerializer(face, context={"request": request}).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(404)})
     def delete(self, request, pk):
         services.face_delete(face=get_object_or_404(Face, pk=pk), **audit_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -196,7 +231,7 @@ class FaceFileApi(APIView):
 
     kind = "image"
 
-    @extend_schema(responses={(200, "image/*"): bytes})
+    @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY, **errors(404)})
     def get(self, request, pk):
         face = get_object_or_404(Face, pk=pk)
         field = face.image if self.kind == "image" else face.thumbnail

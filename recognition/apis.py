@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import audit_context
+from core.apis import BODY_ERRORS, errors
 from core.errors import ServiceError, error_body
 from core.permissions import IsAuthenticatedUser, IsStaff
 from face_engine.types import ImageError
@@ -45,7 +47,8 @@ class RecognizeApi(APIView):
     permission_classes = [IsAuthenticatedUser]
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": RecognizeInputSerializer}, responses=dict)
+    @extend_schema(request={"multipart/form-data": RecognizeInputSerializer},
+                   responses={200: OpenApiTypes.OBJECT, **errors(*BODY_ERRORS)})
     def post(self, request):
         start = time.perf_counter()
         serializer = RecognizeInputSerializer(data=request.data)
@@ -62,7 +65,10 @@ class BatchRecognizeApi(APIView):
     permission_classes = [IsAuthenticatedUser]
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": BatchRecognizeInputSerializer}, responses=dict)
+    @extend_schema(request={"multipart/form-data": BatchRecognizeInputSerializer},
+                   responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="Per image: the result or "
+                                                   "its error (a bad image fails alone)."),
+                              **errors(*BODY_ERRORS)})
     def post(self, request):
         start = time.perf_counter()
         serializer = BatchRecognizeInputSerializer(data=request.data)
@@ -100,7 +106,8 @@ class VerifyApi(APIView):
     permission_classes = [IsAuthenticatedUser]
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": VerifyInputSerializer}, responses=dict)
+    @extend_schema(request={"multipart/form-data": VerifyInputSerializer},
+                   responses={200: OpenApiTypes.OBJECT, **errors(*BODY_ERRORS, 422)})
     def post(self, request):
         start = time.perf_counter()
         serializer = VerifyInputSerializer(data=request.data)
@@ -119,7 +126,7 @@ class CacheApi(APIView):
     permission_classes = [IsStaff]
     parser_classes = [JSONParser, MultiPartParser]
 
-    @extend_schema(request=CacheActionSerializer, responses=dict)
+    @extend_schema(request=CacheActionSerializer, responses={200: OpenApiTypes.OBJECT, **errors(*BODY_ERRORS)})
     def post(self, request):
         serializer = CacheActionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -137,7 +144,7 @@ class EncodingsApi(APIView):
     permission_classes = [IsStaff]
     parser_classes = [JSONParser]
 
-    @extend_schema(request=EncodingsInputSerializer, responses={202: dict})
+    @extend_schema(request=EncodingsInputSerializer, responses={202: OpenApiTypes.OBJECT, **errors(*BODY_ERRORS)})
     def post(self, request):
         serializer = EncodingsInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import audit_context
+from core.apis import BODY_ERRORS, errors
 from core.pagination import PageNumberPagination
 from recognition.services import gallery_resolve
 from streams import selectors, services
@@ -31,7 +32,10 @@ def _validated(serializer: CameraInputSerializer) -> dict:
 
 
 class CameraListCreateApi(APIView):
-    @extend_schema(parameters=[CameraFilterSerializer], responses=CameraOutputSerializer(many=True))
+    pagination_class = PageNumberPagination  # read by the schema only: the answer is a page (count, results)
+
+    @extend_schema(parameters=[CameraFilterSerializer], responses={200: CameraOutputSerializer(many=True),
+                                                                   **errors(400, 404)})
     def get(self, request):
         filters = CameraFilterSerializer(data=request.query_params.dict())
         filters.is_valid(raise_exception=True)
@@ -42,7 +46,7 @@ class CameraListCreateApi(APIView):
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(CameraOutputSerializer(page, many=True).data)
 
-    @extend_schema(request=CameraInputSerializer, responses={201: CameraOutputSerializer})
+    @extend_schema(request=CameraInputSerializer, responses={201: CameraOutputSerializer, **errors(*BODY_ERRORS)})
     def post(self, request):
         data = _validated(CameraInputSerializer(data=request.data))
         camera = services.camera_create(**data, **audit_context(request))
@@ -53,15 +57,15 @@ class CameraDetailApi(APIView):
     def _get(self, pk) -> Camera:
         return get_object_or_404(selectors.camera_list(), pk=pk)
 
-    @extend_schema(responses=CameraOutputSerializer)
+    @extend_schema(responses={200: CameraOutputSerializer, **errors(404)})
     def get(self, request, pk):
         return Response(CameraOutputSerializer(self._get(pk)).data)
 
-    @extend_schema(request=CameraInputSerializer, responses=CameraOutputSerializer)
+    @extend_schema(request=CameraInputSerializer, responses={200: CameraOutputSerializer, **errors(404, *BODY_ERRORS)})
     def put(self, request, pk):
         return self._update(request, pk, partial=False)
 
-    @extend_schema(request=CameraInputSerializer, responses=CameraOutputSerializer)
+    @extend_schema(request=CameraInputSerializer, responses={200: CameraOutputSerializer, **errors(404, *BODY_ERRORS)})
     def patch(self, request, pk):
         return self._update(request, pk, partial=True)
 
@@ -72,7 +76,7 @@ class CameraDetailApi(APIView):
         # Read again: the answer shows the status the worker wrote, not this request's copy of it.
         return Response(CameraOutputSerializer(self._get(pk)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(404)})
     def delete(self, request, pk):
         services.camera_delete(camera=self._get(pk), **audit_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

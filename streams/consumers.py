@@ -54,8 +54,12 @@ def _face_size(value) -> int | None:
     """A min_face_size within bounds (an int or its digits), else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():  # not "²"
-        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text.lstrip("0") or "0"
+        if not (text.isascii() and text.isdigit()) or len(digits) > 4:  # not "²", nor 5,000 nines
+            return None
+        value = int(digits)
     return value if isinstance(value, int) and MIN_FACE_SIZE <= value <= MAX_FACE_SIZE else None
 
 

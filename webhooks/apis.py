@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.services import audit_context
+from core.apis import BODY_ERRORS, errors
 from core.pagination import PageNumberPagination
 from core.permissions import IsStaff
 from webhooks import selectors, services
@@ -36,12 +37,15 @@ def _paginated(view, request, queryset, serializer_class):
 
 class WebhookListCreateApi(APIView):
     permission_classes = [IsStaff]
+    pagination_class = PageNumberPagination  # read by the schema only: the answer is a page (count, results)
 
-    @extend_schema(parameters=PAGE_PARAMETERS, responses=SubscriptionOutputSerializer(many=True))
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: SubscriptionOutputSerializer(many=True),
+                                                          **errors(400, 404)})
     def get(self, request):
         return _paginated(self, request, selectors.subscription_list(), SubscriptionOutputSerializer)
 
-    @extend_schema(request=SubscriptionInputSerializer, responses={201: SubscriptionOutputSerializer})
+    @extend_schema(request=SubscriptionInputSerializer,
+                   responses={201: SubscriptionOutputSerializer, **errors(*BODY_ERRORS)})
     def post(self, request):
         serializer = SubscriptionInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -53,11 +57,12 @@ class WebhookListCreateApi(APIView):
 class WebhookDetailApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(responses=SubscriptionOutputSerializer)
+    @extend_schema(responses={200: SubscriptionOutputSerializer, **errors(404)})
     def get(self, request, pk):
         return Response(SubscriptionOutputSerializer(_subscription(pk)).data)
 
-    @extend_schema(request=SubscriptionInputSerializer, responses=SubscriptionOutputSerializer)
+    @extend_schema(request=SubscriptionInputSerializer,
+                   responses={200: SubscriptionOutputSerializer, **errors(404, *BODY_ERRORS)})
     def patch(self, request, pk):
         subscription = _subscription(pk)
         serializer = SubscriptionInputSerializer(data=request.data, partial=True)
@@ -65,7 +70,7 @@ class WebhookDetailApi(APIView):
         services.subscription_update(subscription=subscription, **serializer.validated_data, **audit_context(request))
         return Response(SubscriptionOutputSerializer(_subscription(pk)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **errors(404)})
     def delete(self, request, pk):
         services.subscription_delete(subscription=_subscription(pk), **audit_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -73,8 +78,10 @@ class WebhookDetailApi(APIView):
 
 class WebhookDeliveriesApi(APIView):
     permission_classes = [IsStaff]
+    pagination_class = PageNumberPagination  # read by the schema only: the answer is a page (count, results)
 
-    @extend_schema(parameters=[DeliveryFilterSerializer, *PAGE_PARAMETERS], responses=DeliverySerializer(many=True))
+    @extend_schema(parameters=[DeliveryFilterSerializer, *PAGE_PARAMETERS],
+                   responses={200: DeliverySerializer(many=True), **errors(400, 404)})
     def get(self, request, pk):
         subscription = _subscription(pk)
         filters = DeliveryFilterSerializer(data=request.query_params.dict())
@@ -86,7 +93,7 @@ class WebhookDeliveriesApi(APIView):
 class WebhookTestApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @extend_schema(request=None, responses={202: DeliverySerializer, **errors(404)})
     def post(self, request, pk):
         delivery = services.delivery_ping(subscription=_subscription(pk), **audit_context(request))
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
@@ -95,7 +102,7 @@ class WebhookTestApi(APIView):
 class DeliveryRedeliverApi(APIView):
     permission_classes = [IsStaff]
 
-    @extend_schema(request=None, responses={202: DeliverySerializer})
+    @extend_schema(request=None, responses={202: DeliverySerializer, **errors(404)})
     def post(self, request, pk):
         delivery = services.delivery_redeliver(delivery=get_object_or_404(Delivery, pk=pk),
                                                 **audit_context(request))
