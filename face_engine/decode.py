@@ -85,6 +85,18 @@ def is_plain_jpeg(data: bytes, *, max_bytes: int, max_pixels: int) -> bool:
         return image.format == "JPEG" and image.mode in ("RGB", "L") and _orientation(image) == 1
 
 
+def declared_pixels(data: bytes) -> int:
+    """The pixels an image's header declares (0 when there is no readable header): what decoding
+    it will hold in memory, known before any pixel is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=_OPENERS) as image:
+                return int(image.width) * int(image.height)
+    except Exception:  # noqa: BLE001 - an unreadable header: decode_image will name the problem
+        return 0
+
+
 def _open_checked(data: bytes, max_bytes: int, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageError("empty_file", "The uploaded file is empty.")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from face_engine.decode import decode_image, is_plain_jpeg
+from face_engine.decode import declared_pixels, decode_image, is_plain_jpeg
 from face_engine.models.aligner import Aligner
 from face_engine.models.detector import Detector
 from face_engine.models.embedder import Embedder
@@ -69,8 +69,15 @@ class FacePipeline:
 
     def analyze_bytes(self, blobs: Sequence[bytes]) -> list[ImageFaces | ImageError]:
         """Decode and detect many images (on the worker pool, or batched on a GPU), find their
-        landmarks and chips, then embed all their faces in one call; a bad image fails alone."""
-        return self._back(self._front(list(blobs), self._decode_many))
+        landmarks and chips, then embed all their faces in one call; a bad image fails alone.
+
+        A batch is decoded and held together, so it goes in chunks whose declared pixels add up to
+        at most MAX_IMAGE_PIXELS: a batch of 32 images at the pixel limit would otherwise hold
+        ~3.8 GB of decoded pixels; this way a batch costs what its largest image costs."""
+        results: list[ImageFaces | ImageError] = []
+        for chunk in _chunks_by_pixels(list(blobs), self.settings.max_image_pixels):
+            results.extend(self._back(self._front(chunk, self._decode_many)))
+        return results
 
     def analyze(self, images: Sequence[RGBImage], *, min_face_size: int | None = None,
                 cnn_fallback: bool = True) -> list[ImageFaces]:
@@ -202,3 +209,21 @@ class _Front:
     images: list[RGBImage]
     detections: list[list[Detection]]
     clock: _Clock
+
+
+def _chunks_by_pixels(blobs: list[bytes], budget: int) -> list[list[bytes]]:
+    """Consecutive runs of ``blobs`` whose declared pixels sum to at most ``budget`` (an image over
+    it alone in its run: decoding refuses it anyway)."""
+    chunks: list[list[bytes]] = []
+    current: list[bytes] = []
+    total = 0
+    for blob in blobs:
+        pixels = declared_pixels(blob)
+        if current and total + pixels > budget:
+            chunks.append(current)
+            current, total = [], 0
+        current.append(blob)
+        total += pixels
+    if current:
+        chunks.append(current)
+    return chunks

@@ -287,3 +287,28 @@ def test_damaged_headers_decode_or_raise_image_error_only(photo, fmt):
             assert error.code in {"not_an_image", "corrupt_image", "unsupported_format", "image_too_large"}
         else:
             assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+
+
+def test_a_batch_is_cut_where_its_declared_pixels_pass_the_limit():
+    """A batch's images are decoded and held together: the pipeline cuts it into runs whose declared
+    pixels stay within MAX_IMAGE_PIXELS, so a batch costs what its largest image costs."""
+    import io
+
+    from PIL import Image
+
+    from face_engine.decode import declared_pixels
+    from face_engine.pipeline import _chunks_by_pixels
+
+    def png(width: int, height: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("L", (width, height)).save(out, format="PNG")
+        return out.getvalue()
+
+    small, large = png(100, 100), png(1000, 600)
+    assert declared_pixels(small) == 10_000 and declared_pixels(large) == 600_000
+    assert declared_pixels(b"not an image") == 0
+    blobs = [small, small, large, small, large, b"junk"]
+    chunks = _chunks_by_pixels(blobs, 620_000)
+    assert chunks == [[small, small, large], [small, large, b"junk"]]
+    assert [b for chunk in chunks for b in chunk] == blobs, "every image, in order"
+    assert _chunks_by_pixels([large, large], 100) == [[large], [large]], "an image over the budget goes alone"
