@@ -48,6 +48,9 @@ class EventFilterSerializer(OneValuePerField, serializers.Serializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
+    # The name faces and recognition answers use for the person's id (``person`` stays for the
+    # clients of the first events API).
+    person_id = serializers.IntegerField(read_only=True, allow_null=True)
     person_name = serializers.SerializerMethodField()
     time_to_name_ms = serializers.SerializerMethodField()
     crop_url = serializers.SerializerMethodField()
@@ -55,10 +58,10 @@ class EventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Event
-        fields = ["id", "uid", "source", "camera", "source_name", "gallery", "kind", "person", "person_name",
-                  "distance", "confidence", "threshold", "first_seen", "named_at", "last_seen", "closed_at",
-                  "time_to_name_ms", "frames_seen", "frames_recognised", "face_box", "face_size", "sharpness",
-                  "crop_url", "has_embedding"]
+        fields = ["id", "uid", "source", "camera", "source_name", "gallery", "kind", "person", "person_id",
+                  "person_name", "distance", "confidence", "threshold", "first_seen", "named_at", "last_seen",
+                  "closed_at", "time_to_name_ms", "frames_seen", "frames_recognised", "face_box", "face_size",
+                  "sharpness", "crop_url", "has_embedding"]
         read_only_fields = fields
 
     def get_person_name(self, event: Event) -> str | None:

@@ -260,12 +260,14 @@ def test_an_unknown_gallery_is_400_unknown_gallery(scene, user_client):
 def test_detail(scene, user_client):
     body = user_client.get(f"{EVENTS}{scene['ann_door']}/").json()
     event = Event.objects.get(pk=scene["ann_door"])
-    assert list(body) == ["id", "uid", "source", "camera", "source_name", "gallery", "kind", "person", "person_name",
+    assert list(body) == ["id", "uid", "source", "camera", "source_name", "gallery", "kind", "person", "person_id",
+                          "person_name",
                           "distance", "confidence", "threshold", "first_seen", "named_at", "last_seen", "closed_at",
                           "time_to_name_ms", "frames_seen", "frames_recognised", "face_box", "face_size",
                           "sharpness", "crop_url", "has_embedding"]
     assert body["uid"] == str(event.uid) and body["camera"] == scene["door"].pk
     assert (body["person"], body["person_name"], body["kind"]) == (scene["ann"].pk, "Ann", "known")
+    assert body["person_id"] == body["person"], "the name faces and recognition use, beside the first one"
     assert body["gallery"] == scene["staff"].pk and body["time_to_name_ms"] == 350.0
     assert body["crop_url"] == f"/api/events/{event.pk}/crop/" and body["has_embedding"] is True
     assert body["face_box"] == {"top": 10, "right": 120, "bottom": 130, "left": 0}
@@ -273,7 +275,7 @@ def test_detail(scene, user_client):
     bare = user_client.get(f"{EVENTS}{scene['ann_browser']}/").json()
     assert (bare["camera"], bare["crop_url"], bare["has_embedding"]) == (None, None, False)
     unknown = user_client.get(f"{EVENTS}{scene['unknown_door']}/").json()
-    assert (unknown["person"], unknown["person_name"]) == (None, None)
+    assert (unknown["person"], unknown["person_id"], unknown["person_name"]) == (None, None, None)
 
     missing = user_client.get(f"{EVENTS}999999/")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
