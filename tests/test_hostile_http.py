@@ -178,8 +178,12 @@ def test_json_in_a_form_field_is_checked_as_a_body_is(client, metadata):
 
 def test_rows_stored_with_a_lone_surrogate_still_list(client):
     """Stored before input was checked: the list answers, the character \\u-escaped."""
+    from django.db import connection
+
     from people.models import Person
 
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL's UTF-8 cannot hold a lone surrogate: such rows exist only in SQLite")
     Person.objects.create(name="legacy", metadata={"note": "bad \ud800 text"})
     response = client.get("/api/people/")
     assert response.status_code == 200
