@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +18,13 @@ from PIL import Image
 from conftest import MISC
 from events import services as event_services
 from events.models import Event
-from events.services import event_crops_purge, event_upsert, events_erase_person
+from events.services import event_crops_purge, events_erase_person
 from events.tasks import purge_event_crops
 from people.models import Gallery, Person
 from people.services import person_create, person_delete
 from streams.models import Camera
+from tests.event_rows import T0, write_event
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 EVENTS = "/api/events/"
 
 
@@ -56,18 +56,8 @@ def embedding(seed: int = 0) -> bytes:
 
 
 def upsert(**changes) -> Event:
-    values = {
-        "uid": uuid.uuid4(), "source": "camera", "camera_id": None, "source_name": "door", "user_id": None,
-        "gallery_id": None, "track_id": 1, "kind": "unknown", "person_id": None, "distance": 0.7,
-        "confidence": 0.42, "threshold": 0.6, "first_seen": T0, "named_at": T0 + timedelta(milliseconds=350),
-        "last_seen": T0 + timedelta(seconds=2), "closed_at": None, "frames_seen": 10, "frames_recognised": 8,
-        "face_box": {"top": 10, "right": 120, "bottom": 130, "left": 0}, "face_size": 120, "sharpness": 35.5,
-        "embedding": embedding(), "crop_jpeg": jpeg(),
-    }
-    values.update(changes)
-    if values["person_id"] is not None and "kind" not in changes:
-        values["kind"] = "known"
-    return event_upsert(**values)
+    """An event with a crop and an embedding (tests of what is stored); see tests.event_rows."""
+    return write_event(**{"embedding": embedding(), "crop_jpeg": jpeg(), **changes})
 
 
 def files(root: Path) -> list[Path]:

@@ -10,7 +10,7 @@ import queue
 import socket
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import paho.mqtt.client as paho
 import pytest
@@ -19,13 +19,12 @@ from core.prometheus import process_registry
 from events import mqtt
 from events.models import Event
 from events.payloads import event_payload
-from events.services import event_upsert
 from people.services import person_create
 from streams.models import Camera
+from tests.event_rows import T0, write_event
 from tests.processes import wait_for
 
 HOST, PORT = "127.0.0.1", 1883
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
 # ---- helpers shared with test_mqtt_outage.py ---------------------------------------------------
@@ -119,19 +118,8 @@ def metric(name: str, **labels: str) -> float:
 
 def record(commit, **changes) -> Event:
     """event_upsert as the live pipeline calls it; its after-commit signal runs the MQTT receiver."""
-    values = {
-        "uid": uuid.uuid4(), "source": "camera", "camera_id": None, "source_name": "door", "user_id": None,
-        "gallery_id": None, "track_id": 1, "kind": "unknown", "person_id": None, "distance": 0.7,
-        "confidence": 0.42, "threshold": 0.6, "first_seen": T0, "named_at": T0 + timedelta(milliseconds=350),
-        "last_seen": T0 + timedelta(seconds=2), "closed_at": None, "frames_seen": 10, "frames_recognised": 8,
-        "face_box": {"top": 10, "right": 120, "bottom": 130, "left": 0}, "face_size": 120, "sharpness": 35.5,
-        "embedding": None, "crop_jpeg": None,
-    }
-    values.update(changes)
-    if values["person_id"] is not None:
-        values["kind"] = "known"
     with commit(execute=True):
-        return event_upsert(**values)
+        return write_event(**changes)
 
 
 def expected(event: Event, phase: str) -> dict:

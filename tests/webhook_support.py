@@ -8,13 +8,12 @@ import json
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+from tests.event_rows import T0, write_event
 
 
 @dataclass
@@ -124,20 +123,7 @@ def fast_webhooks(settings):
 
 def event(**changes):
     """An event as the live pipeline writes it (the upsert sends event_recorded after commit)."""
-    from events.services import event_upsert
-
-    values = {
-        "uid": uuid.uuid4(), "source": "camera", "camera_id": None, "source_name": "door", "user_id": None,
-        "gallery_id": None, "track_id": 1, "kind": "unknown", "person_id": None, "distance": 0.7,
-        "confidence": 0.42, "threshold": 0.6, "first_seen": T0, "named_at": T0 + timedelta(milliseconds=350),
-        "last_seen": T0 + timedelta(seconds=2), "closed_at": None, "frames_seen": 10, "frames_recognised": 8,
-        "face_box": {"top": 10, "right": 120, "bottom": 130, "left": 0}, "face_size": 120, "sharpness": 35.5,
-        "embedding": None, "crop_jpeg": None,
-    }
-    values.update(changes)
-    if values["person_id"] is not None and "kind" not in changes:
-        values["kind"] = "known"
-    return event_upsert(**values)
+    return write_event(**changes)
 
 
 def close(recorded, **changes):
