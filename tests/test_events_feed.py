@@ -29,6 +29,21 @@ def media(settings, tmp_path):
     settings.FEED_POLL_SECONDS = 0.05
 
 
+@pytest.fixture(autouse=True)
+def feed_stopped(transactional_db):
+    """The feed's poller thread ends with its test: a connection a test left open is dropped and
+    the thread joined, so it never polls into the next test's database (or past the last one's)."""
+    yield
+    with hub._lock:
+        for subscriber in hub._subscribers:
+            subscriber.active = False
+        hub._subscribers.clear()
+    thread = hub._thread
+    if thread is not None:
+        thread.join(5)
+        assert not thread.is_alive(), "the feed's poller stopped"
+
+
 @pytest.fixture
 def scene(db):
     door = Camera.objects.create(name="door", source_url="rtsp://cam/1")
