@@ -12,17 +12,14 @@ closed with 4408 (streams.ws_base)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 
 from core.errors import ServiceError
 from events.feed import FeedFilter, Subscriber, camera_states, hub, recent_events
-from streams.ws_base import CLOSE_AUTH, CLOSE_ERROR, CLOSE_PARAMS, CLOSE_SLOW_READER, BoundedConsumer
+from streams.ws_base import CLOSE_AUTH, CLOSE_PARAMS, CLOSE_SLOW_READER, BoundedConsumer, json_object
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +85,8 @@ class FeedConsumer(BoundedConsumer):
         self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_MESSAGES)
         self.subscriber: Subscriber | None = None
 
-    async def dispatch(self, message):
-        kind = message.get("type")
-        if kind == "websocket.disconnect":
-            raise StopConsumer
-        try:
-            if kind == "websocket.connect":
-                await self._connect()
-            elif kind == "websocket.receive" and not self.closing:
-                await self._control(message.get("text") or "")
-        except StopConsumer:
-            raise
-        except Exception:  # noqa: BLE001 - never a traceback to the client
-            logger.exception("live feed of %s: a message could not be handled", self._who())
-            await self._send_error("internal_error", "The server could not handle this message.")
-            if self.subscriber is None:
-                self._shut(CLOSE_ERROR)
+    async def _receive(self, message: dict) -> None:
+        await self._control(message.get("text") or "")
 
     async def _connect(self) -> None:
         await self.base_send({"type": "websocket.accept"})
@@ -119,6 +102,7 @@ class FeedConsumer(BoundedConsumer):
         # is possible, and harmless: a dashboard keys events by id).
         self.subscriber = Subscriber(feed_filter, asyncio.get_running_loop(), self._offer)
         hub.subscribe(self.subscriber)
+        self.ready = True
         if await self._send_json(hello):
             self.worker = asyncio.ensure_future(self._pump())
             logger.info("live feed of %s: open (%s)", self._who(), feed_filter)
@@ -138,11 +122,8 @@ class FeedConsumer(BoundedConsumer):
                 return
 
     async def _control(self, text: str) -> None:
-        message = None
-        if len(text) <= MAX_TEXT_CHARS:
-            with contextlib.suppress(ValueError):
-                message = json.loads(text)
-        if isinstance(message, dict) and message.get("type") == "ping":
+        message = json_object(text, MAX_TEXT_CHARS)
+        if message is not None and message.get("type") == "ping":
             await self._send_json({"type": "pong"})
         else:
             await self._send_error("invalid_message", 'The feed is read only: the only message it takes is '

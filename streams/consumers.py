@@ -12,8 +12,6 @@ Sends have a deadline, and a client that stops reading is closed with 4408 (stre
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -21,10 +19,9 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, close_old_connections
+from django.db import close_old_connections
 
 from core.errors import ServiceError
 from core.ids import MAX_ID
@@ -33,7 +30,7 @@ from people.engine import pipeline
 from streams import browser
 from streams.browser import BrowserStream
 from streams.matching import person_names
-from streams.ws_base import CLOSE_AUTH, CLOSE_ERROR, CLOSE_PARAMS, BoundedConsumer
+from streams.ws_base import CLOSE_AUTH, CLOSE_PARAMS, BoundedConsumer, json_object
 
 logger = logging.getLogger(__name__)
 
@@ -98,35 +95,13 @@ class LiveConsumer(BoundedConsumer):
         self.min_face_size = min(max(settings.FACE_ENGINE.min_face_size, MIN_FACE_SIZE), MAX_FACE_SIZE)
         self.names: dict[int, str] = {}
         self.last_frame: bytes | None = None  # the last analysed frame's bytes: what "enrol" enrols
-        self.ready = False
         self.wakeup = asyncio.Event()
 
-    async def dispatch(self, message):
-        kind = message.get("type")
-        if kind == "websocket.disconnect":
-            raise StopConsumer
-        try:
-            if kind == "websocket.connect":
-                await self._connect()
-            elif kind == "websocket.receive" and self.closing:
-                # Nothing more is read from a connection being closed: while this waits, uvicorn
-                # stops reading its socket, so a client that floods us is held back by TCP.
-                await self.gone.wait()
-            elif kind == "websocket.receive" and self.ready:
-                if message.get("bytes") is not None:
-                    await self._frame(message["bytes"])
-                else:
-                    await self._control(message.get("text") or "")
-        except StopConsumer:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one message's failure must not end the connection or leak a traceback
-            logger.exception("live stream of %s: a message could not be handled", self._who())
-            if isinstance(exc, DatabaseError):
-                await self._send_error("database_unavailable", "The database is unavailable; try again.")
-            else:
-                await self._send_error("internal_error", "The server could not handle this message.")
-            if not self.ready:  # the connect itself failed: there is no stream to go on with
-                self._shut(CLOSE_ERROR)
+    async def _receive(self, message: dict) -> None:
+        if message.get("bytes") is not None:
+            await self._frame(message["bytes"])
+        else:
+            await self._control(message.get("text") or "")
 
     # ---- connecting ------------------------------------------------------------------------------
 
@@ -171,11 +146,8 @@ class LiveConsumer(BoundedConsumer):
         self.wakeup.set()
 
     async def _control(self, text: str) -> None:
-        message = None
-        if len(text) <= MAX_TEXT_CHARS:
-            with contextlib.suppress(ValueError):
-                message = json.loads(text)
-        if not isinstance(message, dict):
+        message = json_object(text, MAX_TEXT_CHARS)
+        if message is None:
             return await self._invalid("A text message must be a JSON object with a \"type\".")
         kind = message.get("type")
         if kind == "ping":

@@ -16,6 +16,7 @@ from channels.consumer import AsyncConsumer
 from channels.exceptions import StopConsumer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.db import DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +26,24 @@ CLOSE_AUTH, CLOSE_PARAMS, CLOSE_SLOW_READER, CLOSE_ERROR = 4401, 4400, 4408, 101
 CLOSE_WAIT_SECONDS = 30.0
 
 
+def json_object(text: str, max_chars: int) -> dict | None:
+    """A client's text message as a JSON object, or None: too long to be worth parsing, not JSON,
+    nested past the interpreter's stack, or not an object."""
+    if len(text) > max_chars:
+        return None
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return message if isinstance(message, dict) else None
+
+
 class BoundedConsumer(AsyncConsumer):
     """A consumer whose dispatch is ours: no channel layer (nothing is sent to a connection from
-    elsewhere) and no database round trip per message. Subclasses implement ``dispatch`` and may
-    set ``self.worker`` (the connection's own task, cancelled when it closes) and ``cleanup``."""
+    elsewhere) and no database round trip per message. Subclasses implement ``_connect`` (accept or
+    refuse; set ``self.ready`` once the connection works) and ``_receive`` (a client message once
+    ready), and may set ``self.worker`` (the connection's own task, cancelled when it closes) and
+    ``cleanup``."""
 
     name = "websocket"  # for the logs
 
@@ -36,7 +51,7 @@ class BoundedConsumer(AsyncConsumer):
         self.scope, self.base_send = scope, send
         self.user = scope.get("user")
         self.send_timeout = float(settings.LIVE_SEND_TIMEOUT)
-        self.closing = False
+        self.closing = self.ready = False
         self.gone = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.worker: asyncio.Task | None = None
@@ -68,6 +83,36 @@ class BoundedConsumer(AsyncConsumer):
                     with contextlib.suppress(BaseException):
                         await task
             await self.cleanup()
+
+    async def dispatch(self, message):
+        kind = message.get("type")
+        if kind == "websocket.disconnect":
+            raise StopConsumer
+        try:
+            if kind == "websocket.connect":
+                await self._connect()
+            elif kind == "websocket.receive" and self.closing:
+                # Nothing more is read from a connection being closed: while this waits, uvicorn
+                # stops reading its socket, so a client that floods us is held back by TCP.
+                await self.gone.wait()
+            elif kind == "websocket.receive" and self.ready:
+                await self._receive(message)
+        except StopConsumer:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one message's failure must not end the connection or leak a traceback
+            logger.exception("%s of %s: a message could not be handled", self.name, self._who())
+            if isinstance(exc, DatabaseError):
+                await self._send_error("database_unavailable", "The database is unavailable; try again.")
+            else:
+                await self._send_error("internal_error", "The server could not handle this message.")
+            if not self.ready:  # the connect itself failed: there is nothing to go on with
+                self._shut(CLOSE_ERROR)
+
+    async def _connect(self) -> None:
+        raise NotImplementedError
+
+    async def _receive(self, message: dict) -> None:
+        raise NotImplementedError
 
     def setup(self) -> None:
         """Per-connection state (called before the first message)."""

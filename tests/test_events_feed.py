@@ -210,7 +210,7 @@ def test_ping_and_bad_messages(user):
         communicator, _ = await feed(key)
         await communicator.send_to(text_data='{"type": "ping"}')
         assert (await until(communicator, lambda m: m["type"] != "camera"))["type"] == "pong"
-        for text in ("not json", '{"type": "enrol"}', "[1]", "x" * 10000):
+        for text in ("not json", '{"type": "enrol"}', "[1]", "x" * 10000, "[" * 2000 + "]" * 2000):
             await communicator.send_to(text_data=text)
             error = await until(communicator, lambda m: m["type"] != "camera")
             assert (error["type"], error["code"]) == ("error", "invalid_message")
