@@ -9,30 +9,24 @@ import uuid
 from datetime import timedelta
 
 import pytest
-import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-# Skips this module, as that one, where Debian's chromium is missing.
-from tests.browser.test_live_page import PASSWORD, console, make_browser, screenshot
-from tests.processes import BIN, Process, free_port, service_env, wait_for
+# Skips this module where Debian's chromium is missing.
+from tests.browser.pages import PASSWORD, console, create_login, page_server, screenshot
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]  # committed: the server must see it
 
 
 @pytest.fixture
 def scene(db, settings, tmp_path):
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
-
     from people.models import Gallery
     from people.services import person_create
     from streams.models import Camera
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    # The test settings hash with MD5 (speed), which the server's settings do not accept: hash the way it does.
-    password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    get_user_model().objects.create(username="watcher", password=password)
+    create_login("watcher")
     gallery = Gallery.objects.create(name="Staff", slug="staff")
     door = Camera.objects.create(name="front door", source_url="rtsp://cam/1", gallery=gallery)
     hall = Camera.objects.create(name="hall", source_url="rtsp://cam/2")
@@ -41,36 +35,8 @@ def scene(db, settings, tmp_path):
 
 @pytest.fixture
 def server(scene, settings, tmp_path):
-    port = free_port()
-    env = service_env(settings, DJANGO_SETTINGS_MODULE="config.settings.base", DEBUG="true",
-                      ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING", LOG_FORMAT="text",
-                      FEED_POLL_SECONDS="0.1")
-    args = [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning"]
-    process = Process("uvicorn", args, env, tmp_path / "uvicorn.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def answers():
-        assert process.alive(), f"uvicorn exited. {process.log_tail()}"
-        try:
-            return requests.get(f"{base}/api/health/", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(answers, timeout=60, what="uvicorn answering", detail=process.log_tail)
-        yield base, process
-    finally:
-        process.stop(timeout=10)
-
-
-@pytest.fixture
-def chromium(tmp_path):
-    driver = make_browser(tmp_path, None)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with page_server(settings, tmp_path, FEED_POLL_SECONDS="0.1") as running:
+        yield running
 
 
 def write_event(*, uid=None, closed=False, **values):

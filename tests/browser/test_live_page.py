@@ -7,32 +7,22 @@ POST /api/faces/recognize/ and is drawn with its faces named. Screenshots go to 
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from conftest import TEST, database_env
-from tests.processes import BIN, ROOT, Process, free_port, service_env, wait_for
+from conftest import TEST
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-    pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
-                "apt-get install chromium chromium-driver", allow_module_level=True)
-
-from selenium import webdriver  # noqa: E402 - only once the browser is known to be there
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+# Skips this module where Debian's chromium is missing.
+from tests.browser.pages import PASSWORD, console, create_login, make_browser, page_server, screenshot
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]  # committed: the server must see it
-
-PASSWORD = "live-page-pass-123"
-ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS") or ROOT / "test-artifacts")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
@@ -48,55 +38,14 @@ def camera_clip(tmp_path_factory, engine) -> Path:
 
 @pytest.fixture
 def staff_login(db):
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
-
-    # The test settings hash with MD5 (speed), which the server's settings do not accept: hash the way it does.
-    password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    get_user_model().objects.create(username="live-operator", password=password, is_staff=True)
-    return "live-operator"
+    return create_login("live-operator", is_staff=True)
 
 
 @pytest.fixture
 def server(enrolled, staff_login, settings, tmp_path):
     """uvicorn serving config.asgi on a free port, on this test's (committed) database."""
-    port = free_port()
-    env = service_env(settings, DJANGO_SETTINGS_MODULE="config.settings.base", DEBUG="true",
-                      ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING", LOG_FORMAT="text",
-                      **database_env(settings))
-    args = [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--ws-max-size", "16777216", "--log-level", "warning"]
-    process = Process("uvicorn", args, env, tmp_path / "uvicorn.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def answers():
-        assert process.alive(), f"uvicorn exited. {process.log_tail()}"
-        try:
-            return requests.get(f"{base}/api/health/", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(answers, timeout=60, what="uvicorn answering", detail=process.log_tail)
-        yield base, process
-    finally:
-        process.stop(timeout=10)
-
-
-def make_browser(tmp_path: Path, clip: Path | None) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--no-first-run", "--disable-component-update", "--disable-sync",
-                     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,1000"):
-        options.add_argument(argument)
-    if clip is not None:
-        options.add_argument(f"--use-file-for-fake-video-capture={clip}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console, for failures
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
-    return driver
+    with page_server(settings, tmp_path, "--ws-max-size", "16777216") as running:
+        yield running
 
 
 @pytest.fixture
@@ -106,13 +55,6 @@ def browser(tmp_path, camera_clip):
         yield driver
     finally:
         driver.quit()
-
-
-def console(driver) -> str:
-    try:
-        return "\n".join(f"{e['level']} {e['message']}" for e in driver.get_log("browser"))
-    except Exception as exc:  # noqa: BLE001 - a diagnostic only; the failure it explains matters more
-        return f"(no console log: {exc})"
 
 
 def sign_in(driver, base: str, username: str) -> None:
@@ -131,22 +73,6 @@ def sign_in(driver, base: str, username: str) -> None:
 def item_texts(driver, element_id: str) -> list[str]:
     return driver.execute_script(
         "return [...document.querySelectorAll(arguments[0])].map(li => li.textContent)", f"#{element_id} li")
-
-
-def screenshot(driver, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    assert driver.save_screenshot(str(path)), path
-    data = path.read_bytes()
-    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
-    from PIL import Image
-
-    with Image.open(path) as image:
-        size = image.size
-    ratio, width, height = driver.execute_script(
-        "return [window.devicePixelRatio, window.innerWidth, window.innerHeight]")
-    assert size == (round(width * ratio), round(height * ratio)), (size, width, height, ratio)
-    return path
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -9,49 +9,18 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-# Skips this module, as that one, where Debian's chromium is missing.
-from tests.browser.test_live_page import PASSWORD, console, make_browser
-from tests.processes import BIN, Process, free_port, service_env, wait_for
+# Skips this module where Debian's chromium is missing.
+from tests.browser.pages import PASSWORD, console, create_login, page_server
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def server(db, settings, tmp_path):
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
-
-    password = PBKDF2PasswordHasher().encode(PASSWORD, PBKDF2PasswordHasher().salt())
-    get_user_model().objects.create(username="csp-admin", password=password, is_staff=True, is_superuser=True)
-    port = free_port()
-    env = service_env(settings, DJANGO_SETTINGS_MODULE="config.settings.base", DEBUG="true",
-                      ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING", LOG_FORMAT="text")
-    args = [str(BIN / "uvicorn"), "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning"]
-    process = Process("uvicorn", args, env, tmp_path / "uvicorn.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def answers():
-        assert process.alive(), f"uvicorn exited. {process.log_tail()}"
-        try:
-            return requests.get(f"{base}/api/health/", timeout=5).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(answers, timeout=60, what="uvicorn answering", detail=process.log_tail)
-        yield base, process
-    finally:
-        process.stop(timeout=10)
-
-
-@pytest.fixture
-def chromium(tmp_path):
-    driver = make_browser(tmp_path, None)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    create_login("csp-admin", is_staff=True, is_superuser=True)
+    with page_server(settings, tmp_path) as running:
+        yield running
 
 
 def csp_violations(driver) -> list[str]:
