@@ -82,13 +82,26 @@ def _appearances(*, gallery: Gallery, start: datetime, end: datetime, camera: Ca
     return [_Appearance(pid, first, max(first, last), name) for pid, first, last, name in rows]
 
 
+@dataclass
+class _Seen:
+    person: Person
+    first_seen: datetime | None = None  # clipped to the day or range, in its zone
+    last_seen: datetime | None = None
+
+    def see(self, appearance: _Appearance, start: datetime, end: datetime, tz: ZoneInfo) -> datetime:
+        """Widen first and last seen by ``appearance`` clipped to [start, end]; returns its clipped
+        first instant."""
+        first = max(appearance.first_seen, start).astimezone(tz)
+        last = min(appearance.last_seen, end).astimezone(tz)
+        self.first_seen = first if self.first_seen is None else min(self.first_seen, first)
+        self.last_seen = last if self.last_seen is None else max(self.last_seen, last)
+        return first
+
+
 # ---- one day ---------------------------------------------------------------------------------------
 
 @dataclass
-class MemberDay:
-    person: Person
-    first_seen: datetime | None = None  # clipped to the day, in the day's zone
-    last_seen: datetime | None = None
+class MemberDay(_Seen):
     cameras: list[str] = field(default_factory=list)
     appearances: int = 0
 
@@ -126,10 +139,7 @@ def attendance_day(*, gallery: Gallery, day: date, tz: ZoneInfo, camera: Camera 
         member = by_id.get(appearance.person_id)
         if member is None:  # joined the gallery between the two queries
             continue
-        first = max(appearance.first_seen, start).astimezone(tz)
-        last = min(appearance.last_seen, end).astimezone(tz)
-        member.first_seen = first if member.first_seen is None else min(member.first_seen, first)
-        member.last_seen = last if member.last_seen is None else max(member.last_seen, last)
+        member.see(appearance, start, end, tz)
         member.appearances += 1
         cameras.setdefault(appearance.person_id, set()).add(appearance.source_name)
     for person_id, names in cameras.items():
@@ -140,11 +150,8 @@ def attendance_day(*, gallery: Gallery, day: date, tz: ZoneInfo, camera: Camera 
 # ---- a range of days -------------------------------------------------------------------------------
 
 @dataclass
-class MemberRange:
-    person: Person
+class MemberRange(_Seen):
     dates: list[date] = field(default_factory=list)  # the local days present, in order
-    first_seen: datetime | None = None  # clipped to the range, in its zone
-    last_seen: datetime | None = None
 
     @property
     def days_present(self) -> int:
@@ -195,10 +202,7 @@ def attendance_range(
         member = by_id.get(appearance.person_id)
         if member is None:
             continue
-        first = max(appearance.first_seen, range_start).astimezone(tz)
-        last = min(appearance.last_seen, range_end).astimezone(tz)
-        member.first_seen = first if member.first_seen is None else min(member.first_seen, first)
-        member.last_seen = last if member.last_seen is None else max(member.last_seen, last)
+        first = member.see(appearance, range_start, range_end, tz)
         # A last_seen clipped to the range's end is that end's midnight: the day before it is the last.
         last_in_range = min(appearance.last_seen, range_end - timedelta(microseconds=1))
         days.setdefault(appearance.person_id, set()).update(_local_dates(first, last_in_range, tz))
