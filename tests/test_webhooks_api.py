@@ -252,3 +252,10 @@ def test_admin_pages_render_and_refuse_a_private_url(browser, receivers, setting
     backends.wait_idle(10)
     assert receiver.wait_for(1)[0].json() == {"type": "ping"}
     assert Delivery.objects.filter(state="delivered").count() == 1
+
+
+def test_control_characters_in_the_url_are_refused():
+    """DEL too: http.client would refuse it only at delivery, after the subscription was accepted."""
+    for url in ("http://93.184.216.34/a\x7fb", "http://93.184.216.34/a\x00b", "http://93.184.216.34/a b"):
+        with pytest.raises(ssrf.UnsafeURL, match="control characters"):
+            ssrf.parse_url(url)

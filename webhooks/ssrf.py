@@ -69,7 +69,7 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
         raise UnsafeURL("Enter the URL to POST events to.")
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeURL(f"The URL is {len(url)} characters long; at most {MAX_URL_LENGTH}.")
-    if any(c.isspace() or ord(c) < 32 for c in url):
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise UnsafeURL("The URL must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
