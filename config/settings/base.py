@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "events",
     "webhooks",
     "attendance",
+    "unknowns",
 ]
 
 MIDDLEWARE = [

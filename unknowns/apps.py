@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class UnknownsConfig(AppConfig):
+    name = "unknowns"
+    verbose_name = "Unknown identities"
