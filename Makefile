@@ -9,7 +9,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
 
-.PHONY: setup run serve worker cameras test test-services test-faults test-hostile fuzz loadtest bench-delivery lint clean
+.PHONY: setup run serve worker cameras test test-services test-faults test-hostile fuzz loadtest bench-delivery bench-duplicates lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,11 @@ loadtest: $(STAMP)
 ## webhooks (a receiver on loopback), and the delay from decision to delivery (loadtest/delivery.py).
 bench-delivery: $(STAMP)
 	$(BIN)/python loadtest/delivery.py $(BENCH_ARGS)
+
+## Benchmark of the duplicate-pairs pass: 10,000 people (real LFW and project embeddings, synthetic ones
+## fitted on them) with 20 planted duplicates; time, pairs found, planted found (loadtest/duplicates.py).
+bench-duplicates: $(STAMP)
+	$(BIN)/python -m loadtest.duplicates $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

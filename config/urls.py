@@ -14,6 +14,7 @@ from people.apis import (
     PersonFacesApi,
     PersonListCreateApi,
 )
+from people.duplicate_apis import DuplicatePairsApi
 from recognition.apis import BatchRecognizeApi, CacheApi, EncodingsApi, RecognizeApi, VerifyApi
 
 api = [
@@ -23,6 +24,7 @@ api = [
     path("galleries/", GalleryListCreateApi.as_view(), name="gallery-list"),
     path("galleries/<int:pk>/", GalleryDetailApi.as_view(), name="gallery-detail"),
     path("people/", PersonListCreateApi.as_view(), name="person-list"),
+    path("people/duplicates/", DuplicatePairsApi.as_view(), name="person-duplicates"),
     path("people/<int:pk>/", PersonDetailApi.as_view(), name="person-detail"),
     path("people/<int:pk>/faces/", PersonFacesApi.as_view(), name="person-faces"),
     path("faces/recognize/", RecognizeApi.as_view(), name="recognize"),
@@ -39,6 +41,9 @@ api = [
     path("events/", include("events.urls")),
     path("webhooks/", include("webhooks.urls")),
     path("attendance/", include("attendance.urls")),
+    path("", include("privacy.urls")),  # people/<id>/export/, galleries/export/ and galleries/import/
+    path("corrections/", include("corrections.urls")),
+    path("unknowns/", include("unknowns.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its setup script from a URL: no inline script, so the page passes the CSP.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),

@@ -142,6 +142,14 @@ class Publisher:
         with self._cond:
             return list(self._queue)
 
+    def drop(self, predicate) -> int:
+        """Removes the queued messages (not yet handed to paho) for which ``predicate`` is true."""
+        with self._cond:
+            kept = [message for message in self._queue if not predicate(message)]
+            dropped = len(self._queue) - len(kept)
+            self._queue = deque(kept)
+            return dropped
+
     def unacknowledged(self) -> int:
         with self._cond:
             return self._inflight
@@ -352,3 +360,51 @@ def on_event_recorded(sender, event: Event, phase: str, **kwargs) -> None:
     except Exception:  # noqa: BLE001 - recording an event must never fail because of MQTT
         logger.exception("MQTT: event %s not queued", getattr(event, "uid", "?"))
         MQTT_MESSAGES.labels(outcome="failed").inc()
+
+
+# -- a person's erasure ---------------------------------------------------------------------------
+
+def cameras_last_seeing(*, person_id: int) -> list[str]:
+    """The cameras whose last named appearance was this person's: their retained
+    ``cameras/<name>/person`` message holds the person's name. Read before the events are unlinked."""
+    names = set(Event.objects.filter(person_id=person_id, source=Event.Source.CAMERA)
+                .values_list("source_name", flat=True).distinct())
+    return sorted(name for name in names
+                  if Event.objects.filter(source=Event.Source.CAMERA, source_name=name)
+                  .order_by("-named_at", "-id").values_list("person_id", flat=True).first() == person_id)
+
+
+def person_forget(*, person_id: int, cameras: list[str]) -> dict[str, int]:
+    """After the erasure commits, in this process: the messages still queued for the broker that name
+    the person are dropped, and the retained names of ``cameras`` are cleared (an empty retained
+    message deletes it at the broker). Nothing while MQTT is off. Returns the counts for the audit."""
+    if not settings.MQTT_HOST:
+        return {}
+    from django.db import transaction
+
+    transaction.on_commit(lambda: _forget(person_id, cameras))
+    return {"mqtt_retained_cleared": len(cameras)}
+
+
+def _forget(person_id: int, cameras: list[str]) -> None:
+    try:
+        publisher = current_publisher()
+        if publisher is None:
+            return
+        dropped = publisher.drop(lambda message: _names(message, person_id))
+        for name in cameras:
+            publisher.submit(Message(publisher.config.topic("cameras", topic_level(name), "person"), b"", True))
+        if dropped:
+            logger.info("MQTT: %d queued messages of an erased person dropped", dropped)
+    except Exception:  # noqa: BLE001 - the erasure is committed; the broker's copy is logged as left
+        logger.exception("MQTT: retained names of an erased person not cleared (cameras %s)", cameras)
+
+
+def _names(message: Message, person_id: int) -> bool:
+    if message.retain:
+        return False  # a camera's retained name: the clearing message queued after it wins
+    try:
+        payload = json.loads(message.payload)
+    except ValueError:
+        return False
+    return isinstance(payload, dict) and payload.get("person_id") == person_id

@@ -175,6 +175,24 @@ def events_erase_person(*, person_id: int) -> int:
     return erased
 
 
+def person_events_erase(*, person_id: int) -> dict[str, int]:
+    """The events' part of a person's erasure (people.hooks.person_erasing): their crops and
+    embeddings go (files after commit) and every event of theirs is unlinked from them now, with
+    ``updated_at`` moved so that live feeds send the event again without the name. The rows stay,
+    anonymous: a face was seen there then. Retained MQTT names of cameras that last saw them are
+    cleared after commit. Returns the counts for the erasure's audit record."""
+    from events import mqtt  # paho is imported only where events are published or erased
+
+    with transaction.atomic():
+        crops = Event.objects.filter(person_id=person_id).exclude(crop="").count()
+        embeddings = Event.objects.filter(person_id=person_id, embedding__isnull=False).count()
+        events_erase_person(person_id=person_id)
+        cameras = mqtt.cameras_last_seeing(person_id=person_id)
+        unlinked = Event.objects.filter(person_id=person_id).update(person=None, updated_at=timezone.now())
+        dropped = mqtt.person_forget(person_id=person_id, cameras=cameras)
+    return {"events": unlinked, "event_crops": crops, "event_embeddings": embeddings, **dropped}
+
+
 def event_crop_delete(*, event: Event) -> None:
     """After an event row is deleted (admin, queryset): its crop file goes after commit."""
     if event.crop:

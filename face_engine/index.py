@@ -8,6 +8,9 @@ HNSW takes minutes on a small CPU.
 An index is an immutable snapshot built from arrays; a change builds a new snapshot and the
 caller swaps the reference, so concurrent searches never see a half-updated index. FAISS ids are
 row positions, so face and person ids are looked up in numpy arrays (no per-row Python objects).
+
+Negatives ("this face is not X", see the corrections app) are kept beside the index, grouped by
+person: a query closer to one of X's negatives than to X's nearest face is not answered with X.
 """
 
 from __future__ import annotations
@@ -85,10 +88,13 @@ class GalleryIndex:
         nprobe: int = DEFAULT_NPROBE,
         device_search: Callable[[npt.NDArray[np.float32]], Any] | None = None,
         trained: faiss.IndexIVF | None = None,
+        negative_person_ids: Iterable[int] | IdArray = (),
+        negative_embeddings: npt.NDArray[np.float32] | None = None,
     ) -> None:
         """``device_search(vectors)`` builds an exact searcher on an accelerator (one matrix
         product a batch, see sessions.torch_session.TorchExactSearch); FAISS on the CPU otherwise.
-        ``trained``: the previous index's ``trained``, reused when the size still suits it."""
+        ``trained``: the previous index's ``trained``, reused when the size still suits it.
+        ``negative_person_ids``/``negative_embeddings``: faces known not to be that person."""
         self.face_ids = _ids(face_ids)
         self.person_ids = _ids(person_ids)
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
@@ -113,6 +119,7 @@ class GalleryIndex:
         for gallery_id, people in members.items():
             rows = np.flatnonzero(np.isin(self.person_ids, np.fromiter(people, dtype=np.int64)))
             self._gallery_rows[gallery_id] = rows.astype(np.int64)
+        self._negatives = _Negatives(_ids(negative_person_ids), negative_embeddings)
 
     @classmethod
     def empty(cls) -> GalleryIndex:
@@ -120,6 +127,10 @@ class GalleryIndex:
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def negative_count(self) -> int:
+        return self._negatives.count
 
     @property
     def person_count(self) -> int:
@@ -142,14 +153,19 @@ class GalleryIndex:
         return len(rows), params
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int, *, gallery_id: int | None = None
+        self, queries: npt.NDArray[np.float32], k: int, *, gallery_id: int | None = None,
+        negatives: bool = True,
     ) -> list[list[Match]]:
-        """For each query, the best face of each of the ``k`` nearest *people*, nearest first."""
+        """For each query, the best face of each of the ``k`` nearest *people*, nearest first.
+        A person the query is closer to one of their negatives than to their nearest face is left
+        out (``negatives=False``: kept, e.g. to measure what negatives change)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, EMBEDDING_DIM)
         candidates, params = self._params(gallery_id)
         if k <= 0 or candidates == 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        # People have several faces: fetch more neighbours than people wanted, widen if too few.
+        screen = negatives and self._negatives.count > 0
+        # People have several faces: fetch more neighbours than people wanted, widen if too few
+        # (or too few are left once negatives have removed some).
         fetch = min(candidates, k * 4 + 8)
         while True:
             if self._device is not None:
@@ -157,7 +173,11 @@ class GalleryIndex:
                 distances, rows = self._device.search(queries, fetch, allowed)
             else:
                 distances, rows = self._index.search(queries, fetch, params=params)
-            results = [self._per_person(d, r, k) for d, r in zip(distances, rows, strict=True)]
+            if screen:
+                results = [self._negatives.screen(query, self._per_person(d, r, fetch))[:k]
+                           for query, d, r in zip(queries, distances, rows, strict=True)]
+            else:
+                results = [self._per_person(d, r, k) for d, r in zip(distances, rows, strict=True)]
             if fetch >= candidates or all(len(r) >= k for r in results):
                 return results
             fetch = min(candidates, fetch * 4)
@@ -175,3 +195,35 @@ class GalleryIndex:
                   distance=float(np.sqrt(max(float(distances[i]), 0.0))))
             for i in first
         ]
+
+
+class _Negatives:
+    """Negative faces grouped by person: rows sorted by person id, one slice per person."""
+
+    def __init__(self, person_ids: IdArray, embeddings: npt.NDArray[np.float32] | None) -> None:
+        vectors = (np.zeros((0, EMBEDDING_DIM), dtype=np.float32) if embeddings is None
+                   else np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, EMBEDDING_DIM))
+        if len(person_ids) != len(vectors):
+            raise ValueError("negative_person_ids and negative_embeddings must have the same length")
+        order = np.argsort(person_ids, kind="stable")
+        self.vectors = vectors[order]
+        self.persons, starts = np.unique(person_ids[order], return_index=True)
+        self.bounds = np.append(starts, len(order)).astype(np.int64)
+        self.count = len(vectors)
+
+    def screen(self, query: npt.NDArray[np.float32], matches: list[Match]) -> list[Match]:
+        """``matches`` without the people ``query`` is closer to a negative of than to their face."""
+        if not matches:
+            return matches
+        people = np.fromiter((m.person_id for m in matches), dtype=np.int64, count=len(matches))
+        slots = np.searchsorted(self.persons, people)
+        slots[slots >= len(self.persons)] = 0
+        has = self.persons[slots] == people if len(self.persons) else np.zeros(len(people), dtype=bool)
+        kept = []
+        for match, slot, flagged in zip(matches, slots, has, strict=True):
+            if flagged:
+                own = self.vectors[self.bounds[slot]:self.bounds[slot + 1]]
+                if float(np.min(np.linalg.norm(own - query, axis=1))) < match.distance:
+                    continue
+            kept.append(match)
+        return kept

@@ -5,13 +5,15 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from audit.services import audit_context, audit_record
 from jobs.services import batch_generate_encodings, regenerate_all_encodings
 from people import services
+from people.admin_duplicates import duplicate_urls
 from people.index_version import index_version_bump
 from people.models import Face, Gallery, Person
+from people.quality import quality_dict
 from recognition.index_cache import index_cache
 
 STATUS_COLOURS = {
@@ -20,7 +22,15 @@ STATUS_COLOURS = {
     Face.Status.NO_FACE: "#ef6c00",
     Face.Status.MULTIPLE_FACES: "#ef6c00",
     Face.Status.FAILED: "#c62828",
+    Face.Status.REFUSED: "#c62828",
 }
+QUALITY_REASONS = [
+    ("face_too_small", "face too small"),
+    ("blurry", "blurry"),
+    ("extreme_pose", "extreme pose"),
+    ("low_confidence", "low confidence"),
+    ("cut_off", "cut off by the edge"),
+]
 
 
 def _file_url(face: Face, name: str) -> str:
@@ -58,11 +68,55 @@ def encoding_size(face: Face) -> str:
     return f"{len(face.embedding)} bytes" if face.embedding else "-"
 
 
+def quality_summary(face: Face) -> str:
+    """The quality record in one line: the reasons it fails (and whether forced), or "ok"."""
+    record = quality_dict(face)
+    if record is None:
+        return "-"
+    reasons = ", ".join(record["reasons"]) or "ok"
+    return f"{reasons} (forced)" if record["forced"] else reasons
+
+
+def quality_table(face: Face) -> str:
+    record = quality_dict(face)
+    if record is None:
+        return "not measured yet"
+    rows = [("face size", f"{record['face_size']:.0f} px"), ("sharpness", f"{record['sharpness']:.1f}"),
+            ("yaw / pitch / roll", f"{record['yaw']:.0f}° / {record['pitch']:.0f}° / {record['roll']:.0f}°"),
+            ("detection score", f"{record['detection_score']:.2f}"),
+            ("cut off", f"{100 * record['cut_off']:.0f} %"),
+            ("fails", ", ".join(record["reasons"]) or "nothing"),
+            ("forced", "yes" if record["forced"] else "no")]
+    return format_html('<table class="quality">{}</table>',
+                       format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+
+class QualityReasonFilter(admin.SimpleListFilter):
+    title = "quality"
+    parameter_name = "quality"
+
+    def lookups(self, request, model_admin):
+        return [("ok", "passes"), ("any", "fails something"), *QUALITY_REASONS, ("forced", "forced")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "ok":
+            return queryset.filter(quality_face_size__isnull=False, quality_reasons=[])
+        if value == "any":
+            return queryset.filter(quality_face_size__isnull=False).exclude(quality_reasons=[])
+        if value == "forced":
+            return queryset.filter(quality_forced=True)
+        if value in dict(QUALITY_REASONS):
+            # A JSON list of codes: its text holds "code" with the quotes (SQLite has no JSON contains).
+            return queryset.filter(quality_reasons__icontains=f'"{value}"')
+        return queryset
+
+
 class FaceInline(admin.TabularInline):
     model = Face
     extra = 0
     can_delete = False  # delete through the Face admin, which also removes the files
-    fields = ["photo", "badge", "encoding", "detection_score", "error", "created_at"]
+    fields = ["photo", "badge", "encoding", "detection_score", "quality", "error", "created_at"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -79,6 +133,10 @@ class FaceInline(admin.TabularInline):
     @admin.display(description="encoding")
     def encoding(self, face):
         return encoding_size(face)
+
+    @admin.display(description="quality")
+    def quality(self, face):
+        return quality_summary(face)
 
 
 def _queue(modeladmin, request, face_ids, what: str) -> None:
@@ -104,6 +162,18 @@ def reencode_selected(modeladmin, request, queryset):
 def reencode_all(modeladmin, request, queryset):
     job = regenerate_all_encodings(user=request.user, request_id=audit_context(request)["request_id"])
     modeladmin.message_user(request, f"Re-encode all: job {job.pk} queued.")
+
+
+@admin.action(description="Enrol the selected refused faces anyway (override the quality gate)")
+def force_refused(modeladmin, request, queryset):
+    # Forced faces skip the gate when the job encodes them (people/enrolment.py face_encode_many).
+    with transaction.atomic():
+        ids = list(queryset.filter(status=Face.Status.REFUSED).values_list("id", flat=True))
+        Face.objects.filter(pk__in=ids).update(quality_forced=True)
+        if ids:
+            audit_record(action="face.force", target_type="face", target_ids=ids, details={},
+                         **audit_context(request))
+    _queue(modeladmin, request, ids, "Force")
 
 
 @admin.action(description="Reload the recognition index")
@@ -137,16 +207,17 @@ class FaceForm(forms.ModelForm):
 @admin.register(Face)
 class FaceAdmin(admin.ModelAdmin):
     form = FaceForm
-    list_display = ["id", "thumb", "person", "badge", "encoding", "model", "created_at"]
-    list_filter = ["status", "model"]
+    list_display = ["id", "thumb", "person", "badge", "encoding", "quality", "size", "sharpness", "yaw",
+                    "pitch", "roll", "score", "cut_off", "model", "created_at"]
+    list_filter = ["status", QualityReasonFilter, "model"]
     search_fields = ["person__name", "person__external_id", "sha256"]
     list_select_related = ["person"]
     readonly_fields = ["photo", "badge", "encoding", "sha256", "box_top", "box_right", "box_bottom",
                        "box_left", "image_width", "image_height", "detection_score", "model",
-                       "encoded_at", "created_at", "error", "status"]
-    fields = ["person", "photo", "badge", "error", "encoding", "model", "sha256", "detection_score",
-              "encoded_at", "created_at"]
-    actions = [encode_selected, reencode_selected, reencode_all, reload_index, clear_index]
+                       "encoded_at", "created_at", "error", "status", "quality_record"]
+    fields = ["person", "photo", "badge", "error", "quality_record", "encoding", "model", "sha256",
+              "detection_score", "encoded_at", "created_at"]
+    actions = [encode_selected, reencode_selected, reencode_all, force_refused, reload_index, clear_index]
 
     def has_add_permission(self, request):
         return False
@@ -169,6 +240,43 @@ class FaceAdmin(admin.ModelAdmin):
     def encoding(self, face):
         return encoding_size(face)
 
+    @admin.display(description="quality")
+    def quality(self, face):
+        return quality_summary(face)
+
+    @admin.display(description="quality record")
+    def quality_record(self, face):
+        return quality_table(face)
+
+    @admin.display(description="size", ordering="quality_face_size")
+    def size(self, face):
+        return _number(face.quality_face_size, "{:.0f}")
+
+    @admin.display(description="sharpness", ordering="quality_sharpness")
+    def sharpness(self, face):
+        return _number(face.quality_sharpness, "{:.1f}")
+
+    # Sorted by the signed angle: the far-turned faces gather at both ends.
+    @admin.display(description="yaw", ordering="quality_yaw")
+    def yaw(self, face):
+        return _number(face.quality_yaw, "{:.0f}°")
+
+    @admin.display(description="pitch", ordering="quality_pitch")
+    def pitch(self, face):
+        return _number(face.quality_pitch, "{:.0f}°")
+
+    @admin.display(description="roll", ordering="quality_roll")
+    def roll(self, face):
+        return _number(face.quality_roll, "{:.0f}°")
+
+    @admin.display(description="score", ordering="detection_score")
+    def score(self, face):
+        return _number(face.detection_score, "{:.2f}")
+
+    @admin.display(description="cut off", ordering="quality_cut_off")
+    def cut_off(self, face):
+        return _number(None if face.quality_cut_off is None else 100 * face.quality_cut_off, "{:.0f} %")
+
     def save_model(self, request, obj, form, change):
         # The admin saves inside a transaction: the record commits or rolls back with the change.
         super().save_model(request, obj, form, change)
@@ -185,6 +293,10 @@ class FaceAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for face in queryset:
             services.face_delete(face=face, **audit_context(request))
+
+
+def _number(value: float | None, form: str) -> str:
+    return "-" if value is None else form.format(value)
 
 
 @admin.action(description="Encode the faces of the selected people")
@@ -211,6 +323,9 @@ class PersonAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(face_count=Count("faces", distinct=True))
+
+    def get_urls(self):
+        return duplicate_urls(self) + super().get_urls()  # before <path:object_id>/, which would take it
 
     @admin.display(description="faces", ordering="face_count")
     def face_total(self, person):

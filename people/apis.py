@@ -132,7 +132,8 @@ class PersonFacesApi(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", str, enum=["pending", "encoded", "no_face", "multiple_faces", "failed"],
+        parameters=[OpenApiParameter("status", str, enum=["pending", "encoded", "no_face", "multiple_faces", "failed",
+                                                           "refused"],
                                      description="Only faces in this status.")],
         responses={200: FaceSerializer(many=True), **errors(400, 404)},
     )
@@ -146,6 +147,9 @@ class PersonFacesApi(APIView):
             "image": serializers.ListField(child=serializers.FileField()),
             "largest": serializers.BooleanField(required=False),
             "async": serializers.BooleanField(required=False),
+            "force": serializers.BooleanField(required=False, help_text=(
+                "Enrol over the quality gate and the duplicate check; what was overridden comes back as "
+                "warnings, and the face is marked quality.forced.")),
         })},
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="The same bytes were already enrolled "
@@ -155,8 +159,11 @@ class PersonFacesApi(APIView):
             202: OpenApiResponse(OpenApiTypes.OBJECT, description="async: job_id and the pending faces."),
             207: OpenApiResponse(OpenApiTypes.OBJECT, description="Several files, some enrolled: the results."),
             **errors(404, *BODY_ERRORS),
-            422: OpenApiResponse(OpenApiTypes.OBJECT, description="One file refused (no_face, multiple_faces: "
-                                 "the error shape), or several and none enrolled (the results)."),
+            422: OpenApiResponse(OpenApiTypes.OBJECT, description="One file refused (the error shape: no_face, "
+                                 "multiple_faces; the quality gate's face_too_small, blurry, extreme_pose, "
+                                 "low_confidence, cut_off with details.reasons and details.quality; "
+                                 "possible_duplicate with details.person_id, person_name, face_id, distance), "
+                                 "or several and none enrolled (the results)."),
         },
     )
     def post(self, request, pk):
@@ -166,7 +173,7 @@ class PersonFacesApi(APIView):
         data = serializer.validated_data
         who = audit_context(request)
         outcomes = services.face_enroll(person=person, uploads=data["image"], largest=data["largest"],
-                                        run_async=data["run_async"], **who)
+                                        run_async=data["run_async"], force=data["force"], **who)
         context = {"request": request}
         if data["run_async"]:
             new_ids = [o.face.pk for o in outcomes if o.face is not None and not o.duplicate]
@@ -185,7 +192,7 @@ class PersonFacesApi(APIView):
             if outcome.error is not None:
                 return _refusal(outcome)
             body = {"success": True, "duplicate": outcome.duplicate,
-                    **FaceSerializer(outcome.face, context=context).data}
+                    **FaceSerializer(outcome.face, context=context).data, "warnings": outcome.warnings}
             return Response(body, status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED)
         enrolled = sum(1 for o in outcomes if o.face is not None)
         body = {
@@ -204,7 +211,7 @@ def _outcome_body(outcome, context) -> dict:
         body = error_body(outcome.error.error_code, outcome.error.message, outcome.error.details)
         return {"filename": outcome.filename, **body}
     return {"filename": outcome.filename, "success": True, "duplicate": outcome.duplicate,
-            "face": FaceSerializer(outcome.face, context=context).data}
+            "face": FaceSerializer(outcome.face, context=context).data, "warnings": outcome.warnings}
 
 
 def _refusal(outcome) -> Response:

@@ -59,6 +59,9 @@ class Face(models.Model):
         NO_FACE = "no_face", "No face"
         MULTIPLE_FACES = "multiple_faces", "Several faces"
         FAILED = "failed", "Failed"
+        # Asynchronous enrolment only: the quality gate or the duplicate check refused the face
+        # (``error`` starts with the reason code); a synchronous refusal keeps nothing.
+        REFUSED = "refused", "Refused"
 
     person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="faces")
     image = models.FileField(upload_to=_upload_to)
@@ -75,6 +78,19 @@ class Face(models.Model):
     detection_score = models.FloatField(null=True, blank=True)
     # 128 float32 values, little-endian: 512 bytes. Never pickled.
     embedding = models.BinaryField(null=True, blank=True)
+    # The quality record (people/quality.py, face_engine/quality.py), measured at each encoding:
+    # columns, so the admin can sort and filter by them.
+    quality_face_size = models.FloatField(null=True, blank=True, help_text="Side of the inner face, in pixels.")
+    quality_sharpness = models.FloatField(null=True, blank=True,
+                                          help_text="Variance of the Laplacian of the aligned face.")
+    quality_yaw = models.FloatField(null=True, blank=True, help_text="Degrees, estimated from the landmarks.")
+    quality_pitch = models.FloatField(null=True, blank=True, help_text="Degrees, estimated from the landmarks.")
+    quality_roll = models.FloatField(null=True, blank=True, help_text="Degrees: the eye line's tilt.")
+    quality_cut_off = models.FloatField(null=True, blank=True, help_text="Share of the face outside the photo.")
+    quality_reasons = models.JSONField(default=list, blank=True,
+                                       help_text="The quality thresholds this face fails (empty: none).")
+    quality_forced = models.BooleanField(
+        default=False, help_text="Enrolled by force over the quality gate or the duplicate check.")
     model = models.CharField(max_length=200, blank=True)
     encoded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from core.parsers import JSONValueField, OneValuePerField, refuse_repeated
 from people.models import Face, Gallery, Person
+from people.quality import quality_dict
 from people.selectors import gallery_by_ref
 
 
@@ -73,21 +74,42 @@ class PersonOutputSerializer(serializers.ModelSerializer):
         return sorted(g.pk for g in person.galleries.all())
 
 
+class FaceQualitySerializer(serializers.Serializer):
+    """A face's quality record (people/quality.py): null until the face was encoded."""
+
+    face_size = serializers.FloatField(help_text="Side of the inner face (eyebrows to lower lip), in pixels.")
+    sharpness = serializers.FloatField(help_text="Variance of the Laplacian of the aligned face.")
+    yaw = serializers.FloatField(help_text="Degrees, estimated from the 5 landmarks.")
+    pitch = serializers.FloatField(help_text="Degrees, estimated from the 5 landmarks.")
+    roll = serializers.FloatField(help_text="Degrees: the tilt of the eye line.")
+    detection_score = serializers.FloatField()
+    cut_off = serializers.FloatField(help_text="Share (0-1) of the face outside the photo.")
+    reasons = serializers.ListField(child=serializers.CharField(),
+                                    help_text="The quality thresholds the face fails (face_too_small, blurry, "
+                                              "extreme_pose, low_confidence, cut_off).")
+    forced = serializers.BooleanField(help_text="Enrolled with force over the gate or the duplicate check.")
+
+
 class FaceSerializer(serializers.ModelSerializer):
     person_id = serializers.IntegerField(read_only=True)
     box = serializers.JSONField(read_only=True)
     image = serializers.SerializerMethodField()
     thumbnail = serializers.SerializerMethodField()
     has_embedding = serializers.SerializerMethodField()
+    quality = serializers.SerializerMethodField()
 
     class Meta:
         model = Face
         fields = ["id", "person_id", "status", "error", "box", "image_width", "image_height",
-                  "detection_score", "model", "sha256", "has_embedding", "image", "thumbnail",
+                  "detection_score", "quality", "model", "sha256", "has_embedding", "image", "thumbnail",
                   "created_at", "encoded_at"]
 
     def get_has_embedding(self, face) -> bool:
         return bool(face.embedding)
+
+    @extend_schema_field(FaceQualitySerializer(allow_null=True))
+    def get_quality(self, face) -> dict | None:
+        return quality_dict(face)
 
     def _url(self, face, name: str, present) -> str | None:
         if not present:
@@ -108,6 +130,8 @@ class EnrolInputSerializer(serializers.Serializer):
     largest = serializers.BooleanField(default=False)
     # Sent as "async" (a Python keyword, so renamed here).
     run_async = serializers.BooleanField(default=False)
+    # Enrol over the quality gate and the duplicate check (the endpoint is staff-only).
+    force = serializers.BooleanField(default=False)
 
     def to_internal_value(self, data):
         refuse_repeated(self, data)

@@ -40,6 +40,7 @@ def _options(data) -> services.RecognizeOptions:
         threshold=data.get("threshold"),
         return_all_matches=data["return_all_matches"],
         gallery=services.gallery_resolve(data.get("gallery")),
+        keep=data.get("keep", "none"),
     )
 
 

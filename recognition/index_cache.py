@@ -30,11 +30,28 @@ def load_index(previous: GalleryIndex | None = None) -> GalleryIndex:
     memberships: dict[int, list[int]] = {}
     for person_id, gallery_id in Person.galleries.through.objects.values_list("person_id", "gallery_id"):
         memberships.setdefault(person_id, []).append(gallery_id)
+    negative_people, negative_vectors = _negatives()
     engine = settings.FACE_ENGINE
     return GalleryIndex(np.asarray(face_ids, dtype=np.int64), np.asarray(person_ids, dtype=np.int64),
                         vectors, memberships, exact_max=engine.index_exact_max, nprobe=engine.index_nprobe,
                         device_search=device_search(engine),
-                        trained=previous.trained if previous is not None else None)
+                        trained=previous.trained if previous is not None else None,
+                        negative_person_ids=negative_people, negative_embeddings=negative_vectors)
+
+
+def _negatives() -> tuple[np.ndarray, np.ndarray]:
+    """The negative faces ("not X", corrections app) of the current embedding model: a query
+    closer to one of X's than to X's own faces is not named X."""
+    from corrections.models import NegativeFace
+
+    rows = NegativeFace.objects.filter(model=embedding_model_id()).values_list("person_id", "embedding")
+    people, blobs = [], []
+    for person_id, blob in rows.iterator(chunk_size=5000):
+        people.append(person_id)
+        blobs.append(bytes(blob))
+    vectors = (np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, EMBEDDING_DIM)
+               if blobs else np.zeros((0, EMBEDDING_DIM), dtype=np.float32))
+    return np.asarray(people, dtype=np.int64), vectors
 
 
 class IndexCache:

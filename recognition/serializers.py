@@ -33,6 +33,11 @@ class ThresholdField(serializers.FloatField):
 class _Options(OneValuePerField, serializers.Serializer):
     threshold = ThresholdField()
     gallery = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    keep = serializers.ChoiceField(
+        choices=["none", "unknown", "all"], required=False, default="none",
+        help_text='Keep faces as sightings (unknowns app): "unknown" keeps the unknown faces and clusters them '
+                  'into unknown identities, "all" keeps every face. A kept face\'s answer has "sighting_id" '
+                  '(and "cluster" when unknown).')
 
 
 class RecognizeInputSerializer(_Options):

@@ -19,6 +19,7 @@ from people.engine import pipeline
 from people.models import Face, Gallery, Person
 from people.selectors import gallery_by_ref
 from recognition.index_cache import index_cache
+from unknowns.recognition import KeptFace, keep_faces
 
 UNKNOWN = "unknown"
 
@@ -47,6 +48,7 @@ class RecognizeOptions:
     threshold: float | None = None
     return_all_matches: bool = False
     gallery: Gallery | None = None
+    keep: str = "none"  # "none" | "unknown" | "all": faces kept as sightings (unknowns.recognition)
 
     def resolved_threshold(self) -> float:
         return checked_threshold(self.threshold)
@@ -115,8 +117,9 @@ def recognize_images(
     names = dict(Person.objects.filter(pk__in=person_ids).values_list("id", "name"))
 
     out: list[dict | ImageError] = []
+    kept: list[KeptFace] = []
     cursor = 0
-    for result in results:
+    for image_index, result in enumerate(results):
         if isinstance(result, ImageError):
             out.append(result)
             continue
@@ -126,8 +129,12 @@ def recognize_images(
         faces = []
         for face in result.faces:
             faces.append(_face_dict(face, found[cursor], names, options, threshold))
+            nearest = found[cursor][0].distance if found[cursor] else None
+            kept.append(KeptFace(image=image_index, face=face, answer=faces[-1], distance=nearest))
             cursor += 1
         out.append(_image_response(faces, timings))
+    if options.keep != "none":
+        keep_faces(blobs, kept, keep=options.keep, actor=actor)
     _audit_recognition(out, options, threshold, action=action, actor=actor, request_id=request_id)
     return out
 

@@ -216,6 +216,12 @@ class CameraWorker:
             purged = event_crops_purge()
             if purged:
                 logger.info("retention: the crops of %d events deleted", purged)
+            from unknowns.retention import unknowns_purge
+
+            unknown = unknowns_purge()
+            if unknown.sightings or unknown.clusters:
+                logger.info("retention: %d unknown sightings' crops and %d unknown clusters deleted",
+                            unknown.sightings, unknown.clusters)
 
     def _start(self, camera: Camera) -> None:
         runner = CameraRunner(camera, loop=self.loop, writer=self.writer)

@@ -214,9 +214,12 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
-    def enrol(self, person_id: int, photos: Sequence[Path], *, run_async: bool = False) -> requests.Response:
+    def enrol(self, person_id: int, photos: Sequence[Path], *, run_async: bool = False,
+              force: bool = False) -> requests.Response:
         files = [("image", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
         data = {"async": "true"} if run_async else {}
+        if force:  # over the quality gate and the duplicate check (the same photo for several people)
+            data["force"] = "true"
         return self.request("POST", f"/api/people/{person_id}/faces/", files=files, data=data)
 
     def recognize(self, photo: Path, **data) -> requests.Response:

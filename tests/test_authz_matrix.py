@@ -142,11 +142,35 @@ def rows(db, engine, settings, tmp_path):
                  details={"marker": AUDIT_MARKER})
     ids = {"gallery": gallery.pk, "person": person.pk, "face": face.pk, "camera": camera.pk, "event": event.pk,
            "webhook": webhook.pk, "delivery": delivery.pk, "job": job.pk}
+    ids.update(unknown_rows(np.frombuffer(event_embedding, dtype="<f4"), jpeg_crop()))
+    ids["negative"] = negative_row(person, event)
     embeddings = [bytes(face.embedding), event_embedding]
     return ids, {
         "staff only": [AUDIT_MARKER.encode(), webhook.secret.encode()],
         "never": [form for e in embeddings for form in (base64.b64encode(e), e.hex().encode(), e)],
     }
+
+
+def unknown_rows(embedding, crop: bytes) -> dict[str, int]:
+    """An unknown face kept by a recognition (a sighting with its crop) and its cluster."""
+    from unknowns.services import sighting_cluster, sighting_record
+
+    sighting = sighting_record(embedding=embedding, crop_jpeg=crop, box={"top": 0, "right": 100, "bottom": 100,
+                               "left": 0}, face_size=100, sharpness=30.0, source_name="api:matrix")
+    return {"sighting": sighting.pk, "cluster": sighting_cluster(sighting).pk}
+
+
+def negative_row(person, event) -> int:
+    """A "not this person" correction kept: a negative face with its crop (corrections app)."""
+    from django.core.files.base import ContentFile
+
+    from corrections.models import NegativeFace
+    from people.engine import embedding_model_id
+
+    negative = NegativeFace(person=person, embedding=bytes(event.embedding), model=embedding_model_id(),
+                            source="event", event=event)
+    negative.crop.save("crop.jpg", ContentFile(jpeg_crop()))
+    return negative.pk
 
 
 @pytest.fixture

@@ -63,7 +63,9 @@ class Sighting(models.Model):
     camera = models.ForeignKey(Camera, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     source_name = models.CharField(max_length=200, blank=True)  # camera name, browser:<user>, api:<user>
     seen_at = models.DateTimeField(db_index=True)
-    embedding = models.BinaryField()  # 128 little-endian float32, never pickled
+    # 128 little-endian float32, never pickled; NULL once purged by retention or discarded (the row
+    # stays: when and where the face was seen counts towards its cluster).
+    embedding = models.BinaryField(null=True, blank=True)
     crop = models.FileField(upload_to=_crop_to, blank=True)
     box = models.JSONField(default=dict, blank=True)  # {top, right, bottom, left} in the source image
     face_size = models.PositiveIntegerField(default=0)
@@ -83,5 +85,12 @@ class Sighting(models.Model):
     def __str__(self) -> str:
         return f"Sighting {self.pk} at {self.source_name or self.source}"
 
-    def embedding_array(self) -> np.ndarray:
+    def embedding_array(self) -> np.ndarray | None:
+        if not self.embedding:
+            return None
         return np.frombuffer(bytes(self.embedding), dtype="<f4").reshape(EMBEDDING_DIM)
+
+    @property
+    def quality(self) -> float:
+        """How good a face it is to show or enrol: sharp and large (as the live pipeline's best face)."""
+        return self.sharpness * min(self.face_size, 200) / 200.0

@@ -9,14 +9,17 @@ class WebhooksConfig(AppConfig):
         from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
         from events.hooks import event_recorded
+        from people.hooks import person_erasing
         from people.models import Person
         from streams.models import Camera
+        from webhooks.erasure import erase_person_deliveries
         from webhooks.models import Subscription
         from webhooks.receivers import on_event_recorded
         from webhooks.selectors import routes_changed
         from webhooks.services import subscriptions_detach
 
         event_recorded.connect(on_event_recorded, dispatch_uid="webhooks.deliver")
+        person_erasing.connect(erase_person_deliveries, sender=Person, dispatch_uid="webhooks.erase_person")
         pre_delete.connect(lambda instance, **kwargs: subscriptions_detach(person_id=instance.pk), sender=Person,
                            weak=False, dispatch_uid="webhooks.detach_person")
         pre_delete.connect(lambda instance, **kwargs: subscriptions_detach(camera_id=instance.pk), sender=Camera,

@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "webhooks",
     "attendance",
     "unknowns",
+    "privacy",
+    "corrections",
 ]
 
 MIDDLEWARE = [
@@ -394,3 +396,67 @@ _check_token_rate("TOKEN_RATE_PER_ADDRESS", TOKEN_RATE_PER_ADDRESS)
 _check_token_rate("TOKEN_RATE_PER_ACCOUNT", TOKEN_RATE_PER_ACCOUNT)
 if TOKEN_TTL_HOURS < 0:
     raise ImproperlyConfigured(f"TOKEN_TTL_HOURS must be 0 (never) or more, got {TOKEN_TTL_HOURS}")
+
+# ---- Unknown identities (unknowns/: sightings of unknown faces, clustered into lasting identities) ----
+# A face joins an unknown cluster when its mean distance to the cluster's faces is at most this
+# (chosen on LFW: docs/performance.md, "Unknown identities"); under FACE_MATCH_THRESHOLD on purpose.
+UNKNOWN_CLUSTER_JOIN_DISTANCE = env_float("UNKNOWN_CLUSTER_JOIN_DISTANCE", 0.46)
+# Crops and embeddings of sightings not in a named cluster are deleted after this many days (0: kept);
+# the rows stay (when and where a face was seen), as does their cluster's centroid.
+UNKNOWN_CROP_RETENTION_DAYS = env_int("UNKNOWN_CROP_RETENTION_DAYS", 30)
+# Open and discarded clusters not seen for this many days are deleted with their sightings (0: kept).
+UNKNOWN_CLUSTER_RETENTION_DAYS = env_int("UNKNOWN_CLUSTER_RETENTION_DAYS", 90)
+# Naming a cluster enrols at most this many of its best faces (sharpest and largest crops).
+UNKNOWN_NAME_MAX_FACES = env_int("UNKNOWN_NAME_MAX_FACES", 5)
+for _name in ("UNKNOWN_CROP_RETENTION_DAYS", "UNKNOWN_CLUSTER_RETENTION_DAYS"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (kept) or more")
+if not 0 < UNKNOWN_CLUSTER_JOIN_DISTANCE <= 2:
+    raise ImproperlyConfigured("UNKNOWN_CLUSTER_JOIN_DISTANCE must be in (0, 2]")
+if UNKNOWN_NAME_MAX_FACES < 1:
+    raise ImproperlyConfigured("UNKNOWN_NAME_MAX_FACES must be 1 or more")
+CELERY_BEAT_SCHEDULE["purge-unknowns"] = {"task": "unknowns.tasks.purge_unknowns", "schedule": 3600.0}
+# The schema's name for a cluster's state (the cameras' "state" has another set of choices).
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["UnknownClusterStateEnum"] = (
+    "unknowns.models.UnknownCluster.State")
+
+# ---- Data rights (privacy/: a person's export, gallery export and import) ----
+# What POST /api/galleries/import/ takes: the archive as uploaded (REQUEST_MAX_BODY_BYTES must allow
+# it too), its entries, the manifest and all entries uncompressed (a photo: MAX_UPLOAD_BYTES, as at
+# enrolment), and the compression ratio past which an entry over 1 MiB is taken for a zip bomb.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 256 * 1024 * 1024)
+IMPORT_MAX_ENTRIES = env_int("IMPORT_MAX_ENTRIES", 50000)
+IMPORT_MAX_MANIFEST_BYTES = env_int("IMPORT_MAX_MANIFEST_BYTES", 64 * 1024 * 1024)
+IMPORT_MAX_UNCOMPRESSED_BYTES = env_int("IMPORT_MAX_UNCOMPRESSED_BYTES", 1024 * 1024 * 1024)
+IMPORT_MAX_RATIO = env_int("IMPORT_MAX_RATIO", 100)
+
+# Enrolment quality gate (issue 11; people/quality.py, face_engine/quality.py). A new face under
+# any threshold is refused with a reason code (face_too_small, blurry, extreme_pose,
+# low_confidence, cut_off) unless forced; the defaults were chosen by
+# `python -m face_engine.bench.quality` on LFW and the project's photos (docs/performance.md).
+from face_engine.quality import DEFAULT_THRESHOLDS as QUALITY_DEFAULTS  # noqa: E402 - this block's own import
+
+QUALITY_GATE = env_bool("QUALITY_GATE", True)
+QUALITY_MIN_FACE_SIZE = env_float("QUALITY_MIN_FACE_SIZE", QUALITY_DEFAULTS.min_face_size)  # px, brows to lip
+QUALITY_MIN_SHARPNESS = env_float("QUALITY_MIN_SHARPNESS", QUALITY_DEFAULTS.min_sharpness)  # LoG variance
+QUALITY_MAX_YAW = env_float("QUALITY_MAX_YAW", QUALITY_DEFAULTS.max_yaw)  # degrees
+QUALITY_MAX_PITCH = env_float("QUALITY_MAX_PITCH", QUALITY_DEFAULTS.max_pitch)  # degrees
+QUALITY_MAX_ROLL = env_float("QUALITY_MAX_ROLL", QUALITY_DEFAULTS.max_roll)  # degrees
+QUALITY_MIN_DETECTION_SCORE = env_float("QUALITY_MIN_DETECTION_SCORE", QUALITY_DEFAULTS.min_detection_score)
+QUALITY_MAX_CUT_OFF = env_float("QUALITY_MAX_CUT_OFF", QUALITY_DEFAULTS.max_cut_off)  # share outside the photo
+for _name in ("QUALITY_MIN_FACE_SIZE", "QUALITY_MIN_SHARPNESS", "QUALITY_MAX_YAW", "QUALITY_MAX_PITCH",
+              "QUALITY_MAX_ROLL", "QUALITY_MAX_CUT_OFF"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 or more, got {globals()[_name]}")
+if QUALITY_MAX_CUT_OFF > 1:
+    raise ImproperlyConfigured(f"QUALITY_MAX_CUT_OFF is a share of the face, 0 to 1; got {QUALITY_MAX_CUT_OFF}")
+
+# Duplicate identities (people/duplicates.py): an enrolment whose face is within this distance of
+# another person's face is refused as possible_duplicate unless forced, and the staff pass
+# (/api/people/duplicates/) lists pairs within it by default. Under FACE_MATCH_THRESHOLD on purpose:
+# about 1 % of pairs of different people are within 0.6 (LFW), so at 0.6 nearly every enrolment
+# into a gallery of a few hundred people would be flagged; 0.45 still finds 19 of 20 planted
+# duplicates (docs/performance.md, "Duplicate identities").
+DUPLICATE_THRESHOLD = env_float("DUPLICATE_THRESHOLD", 0.45)
+if not 0 < DUPLICATE_THRESHOLD <= 2:
+    raise ImproperlyConfigured(f"DUPLICATE_THRESHOLD must be in (0, 2], got {DUPLICATE_THRESHOLD}")
