@@ -19,7 +19,7 @@ MAX_LIMIT = 1000
 class DuplicateForm(forms.Form):
     threshold = forms.FloatField(
         required=False, min_value=0.0, max_value=2.0,
-        help_text="Distance under which two faces count as the same person (empty: DUPLICATE_THRESHOLD). "
+        help_text="Distance under which two faces count as the same person (empty: FACE_MATCH_THRESHOLD). "
                   "On a large gallery a lower one (0.45–0.5) leaves fewer chance look-alikes.")
     gallery = forms.ModelChoiceField(queryset=Gallery.objects.all(), required=False, empty_label="All people")
     limit = forms.IntegerField(required=False, min_value=1, max_value=MAX_LIMIT, initial=DEFAULT_LIMIT,
@@ -50,7 +50,7 @@ def duplicates_view(model_admin, request):
         "opts": opts,
         "form": form,
         "scan": scan,
-        "default_threshold": settings.DUPLICATE_THRESHOLD,
+        "default_threshold": settings.FACE_ENGINE.match_threshold,
         "shown": len(scan.pairs) if scan else 0,
     }
     return TemplateResponse(request, "admin/people/person/duplicates.html", context)

@@ -64,11 +64,11 @@ class DuplicateScan:
     seconds: float
 
 
-def _threshold(value: float | None) -> float:
-    """``value`` or DUPLICATE_THRESHOLD, refused unless finite in (0, 2] in the words of
+def _threshold(value: float | None, default: float) -> float:
+    """``value`` or ``default``, refused unless finite in (0, 2] in the words of
     recognition.services.checked_threshold (not imported: recognition reaches apps that call
     people.services, which imports this module for face_enroll's duplicate check)."""
-    threshold = settings.DUPLICATE_THRESHOLD if value is None else value
+    threshold = default if value is None else value
     if not (isinstance(threshold, int | float) and math.isfinite(threshold) and 0 < threshold <= 2):
         raise ServiceError("invalid", "threshold: must be more than 0 and at most 2.",
                            details={"threshold": ["Must be more than 0 (and at most 2)."]})
@@ -79,7 +79,7 @@ def possible_duplicate(*, person: Person, embedding: np.ndarray, threshold: floa
     """The nearest face of a person other than ``person`` within ``threshold`` of ``embedding``
     (default DUPLICATE_THRESHOLD), or None. The index answers per person, so the two nearest
     people are enough: at most one of them is ``person``."""
-    limit = _threshold(threshold)
+    limit = _threshold(threshold, settings.DUPLICATE_THRESHOLD)
     query = np.asarray(embedding, dtype=np.float32).reshape(1, EMBEDDING_DIM)
     for match in index_cache.get().search(query, 2)[0]:
         if match.person_id == person.pk or match.distance > limit:
@@ -111,9 +111,9 @@ def _encoded_faces(gallery: Gallery | None) -> tuple[np.ndarray, np.ndarray, np.
 def duplicate_scan(*, threshold: float | None = None, gallery: Gallery | None = None,
                    limit: int = DEFAULT_LIMIT) -> DuplicateScan:
     """Every pair of different people with some faces within ``threshold`` (default
-    DUPLICATE_THRESHOLD), both in ``gallery`` when one is given: how many, and the nearest
+    FACE_MATCH_THRESHOLD: the pairs recognition itself could confuse), both in ``gallery`` when one is given: how many, and the nearest
     ``limit`` pairs."""
-    radius = _threshold(threshold)
+    radius = _threshold(threshold, settings.FACE_ENGINE.match_threshold)
     started = time.perf_counter()
     face_ids, person_ids, vectors = _encoded_faces(gallery)
     found = close_pairs(vectors, person_ids, radius, nprobe=settings.FACE_ENGINE.index_nprobe,

@@ -452,8 +452,8 @@ if QUALITY_MAX_CUT_OFF > 1:
     raise ImproperlyConfigured(f"QUALITY_MAX_CUT_OFF is a share of the face, 0 to 1; got {QUALITY_MAX_CUT_OFF}")
 
 # Duplicate identities (people/duplicates.py): an enrolment whose face is within this distance of
-# another person's face is refused as possible_duplicate unless forced, and the staff pass
-# (/api/people/duplicates/) lists pairs within it by default. Under FACE_MATCH_THRESHOLD on purpose:
+# another person's face is refused as possible_duplicate unless forced (the staff pass,
+# /api/people/duplicates/, defaults to FACE_MATCH_THRESHOLD). Under FACE_MATCH_THRESHOLD on purpose:
 # about 1 % of pairs of different people are within 0.6 (LFW), so at 0.6 nearly every enrolment
 # into a gallery of a few hundred people would be flagged; 0.45 still finds 19 of 20 planted
 # duplicates (docs/performance.md, "Duplicate identities").
