@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,6 +12,7 @@ from rest_framework.views import APIView
 from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
 from core.errors import ServiceError
+from core.files import private_file
 from core.pagination import PageNumberPagination
 from core.permissions import IsStaff
 from corrections import services
@@ -122,13 +122,4 @@ class NegativeCropApi(APIView):
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **errors(404)})
     def get(self, request, pk):
-        negative = get_object_or_404(NegativeFace.objects.only("id", "crop"), pk=pk)
-        if not negative.crop:
-            raise Http404
-        try:
-            handle = negative.crop.open("rb")
-        except OSError:
-            raise Http404 from None
-        response = FileResponse(handle, content_type="image/jpeg")
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return private_file(get_object_or_404(NegativeFace.objects.only("id", "crop"), pk=pk).crop, "image/jpeg")

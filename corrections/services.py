@@ -17,6 +17,7 @@ from django.db import transaction
 
 from audit.services import audit_record
 from core.errors import ServiceError
+from core.files import delete_after_commit, delete_stored
 from corrections.models import NegativeFace
 from events.models import Event
 from events.services import EMBEDDING_BYTES
@@ -245,16 +246,10 @@ def negatives_erase_person(*, person: Person) -> int:
 
 
 def _delete_files(names: Sequence[str]) -> None:
-    storage = NegativeFace._meta.get_field("crop").storage
-    for name in names:
-        try:
-            storage.delete(name)
-        except OSError:
-            logger.warning("could not delete %s", name, exc_info=True)
+    delete_stored((NegativeFace._meta.get_field("crop").storage, name) for name in names)
 
 
 def negative_crop_delete(*, negative: NegativeFace) -> None:
     """After a negative's row is deleted (any path): its crop file goes after commit."""
     if negative.crop:
-        name = negative.crop.name
-        transaction.on_commit(lambda: _delete_files([name]))
+        delete_after_commit(negative.crop.storage, [negative.crop.name])

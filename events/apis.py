@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -10,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.apis import errors
+from core.files import private_file
 from core.pagination import PageNumberPagination
 from core.permissions import IsAuthenticatedUser
 from events.models import Event
@@ -60,13 +60,4 @@ class EventCropApi(APIView):
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **errors(404)})
     def get(self, request, pk):
-        event = get_object_or_404(Event.objects.only("id", "crop"), pk=pk)
-        if not event.crop:
-            raise Http404
-        try:
-            handle = event.crop.open("rb")
-        except OSError:  # the row points to a file gone from storage
-            raise Http404 from None
-        response = FileResponse(handle, content_type="image/jpeg")
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return private_file(get_object_or_404(Event.objects.only("id", "crop"), pk=pk).crop, "image/jpeg")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.files import delete_after_commit, delete_stored
 from events.hooks import event_recorded
 from events.models import Event
 from face_engine.types import EMBEDDING_DIM
@@ -32,18 +32,8 @@ PURGE_BATCH = 500
 UPSERT_ATTEMPTS = 3
 
 
-def delete_files(names: Sequence[str]) -> None:
-    storage = Event._meta.get_field("crop").storage
-    for name in names:
-        try:
-            storage.delete(name)
-        except OSError:
-            logger.warning("could not delete %s", name, exc_info=True)
-
-
 def _delete_after_commit(names: list[str]) -> None:
-    if names:
-        transaction.on_commit(lambda: delete_files(names))
+    delete_after_commit(Event._meta.get_field("crop").storage, names)
 
 
 def _existing(model, pk: int | None, *, lock: bool = False) -> int | None:
@@ -137,7 +127,7 @@ def _upsert_once(uid: uuid.UUID, fields: dict, refs: dict, embedding: bytes | No
             transaction.on_commit(lambda: event_recorded.send_robust(sender=Event, event=event, phase=phase))
     except BaseException:
         if new_name:
-            delete_files([new_name])  # written for a transaction that did not commit
+            delete_stored([(Event._meta.get_field("crop").storage, new_name)])  # its transaction did not commit
         raise
     return event
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import mimetypes
-
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -22,6 +19,7 @@ from rest_framework.views import APIView
 from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
 from core.errors import error_body
+from core.files import private_file
 from core.pagination import PageNumberPagination
 from jobs.services import batch_generate_encodings
 from people import selectors, services
@@ -241,8 +239,4 @@ class FaceFileApi(APIView):
     @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY, **errors(404)})
     def get(self, request, pk):
         face = get_object_or_404(Face, pk=pk)
-        field = face.image if self.kind == "image" else face.thumbnail
-        if not field:
-            raise Http404
-        content_type = mimetypes.guess_type(field.name)[0] or "application/octet-stream"
-        return FileResponse(field.open("rb"), content_type=content_type)
+        return private_file(face.image if self.kind == "image" else face.thumbnail)

@@ -111,8 +111,8 @@ def _encoded_faces(gallery: Gallery | None) -> tuple[np.ndarray, np.ndarray, np.
 def duplicate_scan(*, threshold: float | None = None, gallery: Gallery | None = None,
                    limit: int = DEFAULT_LIMIT) -> DuplicateScan:
     """Every pair of different people with some faces within ``threshold`` (default
-    FACE_MATCH_THRESHOLD: the pairs recognition itself could confuse), both in ``gallery`` when one is given: how many, and the nearest
-    ``limit`` pairs."""
+    FACE_MATCH_THRESHOLD: the pairs recognition itself could confuse), both in ``gallery`` when
+    one is given: how many, and the nearest ``limit`` pairs."""
     radius = _threshold(threshold, settings.FACE_ENGINE.match_threshold)
     started = time.perf_counter()
     face_ids, person_ids, vectors = _encoded_faces(gallery)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from django.db import transaction
 
+from core.files import delete_stored
 from people.hooks import person_erasing
 from people.index_version import index_version_bump
 from people.models import Face, Person
@@ -45,11 +46,7 @@ def face_files(faces: Iterable[Face]) -> list[tuple]:
 def delete_files(files: Sequence[tuple], *, folders: Sequence[tuple] = ()) -> None:
     """Delete ``files`` ((storage, name) pairs), then ``folders`` that are left empty (the per-person
     folders of a file system storage: their name is the person's id)."""
-    for storage, name in files:
-        try:
-            storage.delete(name)
-        except OSError:
-            logger.warning("could not delete %s", name, exc_info=True)
+    delete_stored(files)
     for storage, name in folders:
         try:
             os.rmdir(storage.path(name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from core.files import delete_stored
 from people.models import Face
 
 logger = logging.getLogger("people.services")
@@ -17,8 +18,4 @@ def face_files(faces: Iterable[Face]) -> list[tuple]:
 
 
 def delete_files(files: Sequence[tuple]) -> None:
-    for storage, name in files:
-        try:
-            storage.delete(name)
-        except OSError:
-            logger.warning("could not delete %s", name, exc_info=True)
+    delete_stored(files)

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
+import re
+
 from django.db.models import Count, Q, QuerySet
 
 from core.ids import parse_id
 from people.models import Face, Gallery, Person
+
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
 
 
 def gallery_by_ref(value: object) -> Gallery | None:
     """A gallery by its id or its slug (None when there is none)."""
     text = str(value).strip()
     pk = parse_id(text)
-    return Gallery.objects.filter(pk=pk).first() if pk is not None else Gallery.objects.filter(slug=text).first()
+    if pk is not None:
+        return Gallery.objects.filter(pk=pk).first()
+    # Not a slug (a NUL, which PostgreSQL refuses in any query, or any other character a slug
+    # cannot hold): no such gallery, without asking the database.
+    if not _SLUG.fullmatch(text):
+        return None
+    return Gallery.objects.filter(slug=text).first()
 
 
 def gallery_list(*, search: str = "") -> QuerySet[Gallery]:

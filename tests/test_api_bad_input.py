@@ -125,3 +125,14 @@ def test_a_person_s_gallery_that_is_no_database_id_is_refused(staff_client, valu
     response = staff_client.post("/api/people/", {"name": "Ann", "galleries": [value]}, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("value", ["\x00áB", "not a slug!", "x" * 101])
+def test_a_person_s_gallery_that_is_no_slug_is_refused_without_asking_the_database(staff_client, value):
+    """A form field may carry a NUL (JSON bodies cannot: core/parsers.py), which PostgreSQL refuses in
+    any query: a value no slug could be is no gallery, a 400, never a 503 (found by schemathesis)."""
+    response = staff_client.post("/api/people/", {"name": "Ann", "galleries": [value]})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid"
+    for path in ("/api/people/", "/api/events/", "/api/cameras/"):
+        assert staff_client.get(path, {"gallery": value.replace("\x00", "")}).status_code == 400

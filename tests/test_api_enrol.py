@@ -136,3 +136,15 @@ def test_photos_are_served_to_users_only(staff_client, user_client, anon_client,
         response = user_client.get(face[field])
         assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
     assert b"".join(user_client.get(face["image"]).streaming_content) == (TRAIN / "obama" / "obama.jpg").read_bytes()
+    assert user_client.get(face["image"])["Cache-Control"] == "private, no-store"
+
+
+def test_a_photo_gone_from_storage_is_a_404_not_a_500(staff_client, user_client, person, engine):
+    """The row outlives its file (a disk restored without media, a crash between the two deletes)."""
+    from people.models import Face
+
+    body = staff_client.post(_url(person), {"image": upload(TRAIN / "obama" / "obama.jpg")}).json()
+    stored = Face.objects.get(pk=body["id"])
+    stored.image.storage.delete(stored.image.name)
+    response = user_client.get(body["image"])
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"

@@ -3,7 +3,6 @@ split and discard clusters (each writes people's biometric data or deletes it)."
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,6 +13,7 @@ from rest_framework.views import APIView
 from audit.services import audit_context
 from core.apis import BODY_ERRORS, ErrorSerializer, errors
 from core.errors import ServiceError
+from core.files import private_file
 from core.pagination import PageNumberPagination
 from core.permissions import IsAuthenticatedUser, IsStaff
 from people.models import Person
@@ -152,13 +152,4 @@ class SightingCropApi(APIView):
 
     @extend_schema(responses={(200, "image/jpeg"): OpenApiTypes.BINARY, **errors(404)})
     def get(self, request, pk):
-        sighting = get_object_or_404(Sighting.objects.only("id", "crop"), pk=pk)
-        if not sighting.crop:
-            raise Http404
-        try:
-            handle = sighting.crop.open("rb")
-        except OSError:  # the row points to a file gone from storage
-            raise Http404 from None
-        response = FileResponse(handle, content_type="image/jpeg")
-        response["Cache-Control"] = "private, no-store"
-        return response
+        return private_file(get_object_or_404(Sighting.objects.only("id", "crop"), pk=pk).crop, "image/jpeg")

@@ -50,7 +50,9 @@ def _crops_purge(cutoff: datetime) -> int:
     purged = 0
     while True:
         with transaction.atomic():
-            rows = list(Sighting.objects.select_for_update().filter(stored, seen_at__lt=cutoff).exclude(named)
+            # of=self: the named-cluster test joins clusters (outer), which PostgreSQL cannot lock.
+            rows = list(Sighting.objects.select_for_update(of=("self",)).filter(stored, seen_at__lt=cutoff)
+                        .exclude(named)
                         .order_by("id").values_list("id", "crop")[:BATCH])
             if not rows:
                 return purged

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from core.errors import ServiceError
+from core.files import delete_stored
 from events.models import Event
 from face_engine.clustering import candidate_clusters, centroid_add, centroid_of, pick_cluster
 from face_engine.types import EMBEDDING_DIM
@@ -43,13 +44,12 @@ ATTEMPTS = 3  # a new cluster's number taken concurrently (unique): a fresh atte
 JOINABLE = (UnknownCluster.State.OPEN, UnknownCluster.State.DISCARDED)
 
 
+def _crops():
+    return Sighting._meta.get_field("crop").storage
+
+
 def delete_files(names: Sequence[str]) -> None:
-    storage = Sighting._meta.get_field("crop").storage
-    for name in names:
-        try:
-            storage.delete(name)
-        except OSError:
-            logger.warning("could not delete %s", name, exc_info=True)
+    delete_stored((_crops(), name) for name in names)
 
 
 def delete_after_commit(names: Iterable[str]) -> None:
