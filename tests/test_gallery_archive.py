@@ -182,6 +182,37 @@ def test_an_archive_of_another_model_is_encoded_again_from_its_photos(staff_clie
     assert top["person_name"] == "obama"
 
 
+def test_a_restore_on_another_model_is_not_refused_by_the_gate(staff_client, db, engine):
+    """A duplicate the source service accepted (forced) and a blurred photo come back encoded: the
+    job that encodes an archive of another model records their quality but refuses nothing."""
+    from PIL import Image, ImageFilter
+
+    from jobs.services import job_run
+    from people.models import Face, Person
+    from people.services import face_enroll, person_create
+
+    photo = TRAIN / "obama" / "obama.jpg"
+    blurred = io.BytesIO()
+    Image.open(photo).convert("RGB").filter(ImageFilter.GaussianBlur(6)).save(blurred, format="JPEG")
+    twin = person_create(name="Obama twin")
+    for person, data in ((person_create(name="Obama"), photo.read_bytes()), (twin, photo.read_bytes()),
+                         (twin, blurred.getvalue())):
+        outcome, = face_enroll(person=person, uploads=[upload_bytes(data, "photo.jpg")], force=True)
+        assert outcome.face is not None, outcome.error
+    assert set(Face.objects.values_list("quality_forced", flat=True)) == {False, True}
+    archive = exported(staff_client)
+    other = read_manifest(archive)
+    other["model_id"] = "some-other-model-v9"
+    Person.objects.all().delete()
+
+    body = send(staff_client, rebuild(archive, other)).json()
+    job = job_run(body["job_id"])
+    assert (job.state, job.encoded) == ("succeeded", 3), job.errors
+    faces = list(Face.objects.select_related("person"))
+    assert {f.status for f in faces} == {"encoded"}
+    blurred_face, = (f for f in faces if "blurry" in f.quality_reasons)  # measured and recorded
+    assert blurred_face.person.name == "Obama twin" and blurred_face.quality_forced
+
 # ---- refusals ----------------------------------------------------------------------------------
 
 def small_archive(*, photo: Path = TRAIN / "biden" / "biden.jpg", **face_changes) -> tuple[bytes, dict]:
