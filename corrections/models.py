@@ -7,6 +7,7 @@ import uuid
 import numpy as np
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from events.models import Event
 from face_engine.types import EMBEDDING_DIM
@@ -15,7 +16,8 @@ from unknowns.models import Sighting
 
 
 def _crop_to(instance: NegativeFace, filename: str) -> str:
-    return f"corrections/{instance.person_id}/{uuid.uuid4().hex}.jpg"
+    # Not under the person's id: a folder named after them would outlive their erasure (empty).
+    return f"corrections/{timezone.now():%Y/%m/%d}/{uuid.uuid4().hex}.jpg"
 
 
 class NegativeFace(models.Model):
