@@ -20,7 +20,7 @@ from core.errors import ServiceError
 from core.files import delete_after_commit, delete_stored
 from corrections.models import NegativeFace
 from events.models import Event
-from events.services import EMBEDDING_BYTES
+from face_engine.types import EMBEDDING_BYTES
 from people import services as people_services
 from people.engine import embedding_model_id
 from people.index_version import index_version_bump

@@ -18,13 +18,12 @@ from django.utils import timezone
 from core.files import delete_after_commit, delete_stored
 from events.hooks import event_recorded
 from events.models import Event
-from face_engine.types import EMBEDDING_DIM
+from face_engine.types import EMBEDDING_BYTES, EMBEDDING_DIM
 from people.models import Gallery, Person
 from streams.models import Camera
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_BYTES = EMBEDDING_DIM * 4  # little-endian float32
 PURGE_BATCH = 500
 # A unique-uid race (two writers inserting the same new event) or a camera, gallery or user deleted
 # between our existence check and the commit surfaces as an IntegrityError: a fresh attempt sees

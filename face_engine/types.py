@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 EMBEDDING_DIM = 128
+EMBEDDING_BYTES = EMBEDDING_DIM * 4  # stored as little-endian float32, never pickled
 Embedding = npt.NDArray[np.float32]
 RGBImage = npt.NDArray[np.uint8]
 

@@ -10,22 +10,19 @@ Two reads, both against the faces of the current embedding model:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
 
-from core.errors import ServiceError
 from face_engine.pairs import DEFAULT_PAIRS_EXACT_MAX, close_pairs
-from face_engine.types import EMBEDDING_DIM
-from people.engine import embedding_model_id
-from people.models import Face, Gallery, Person
+from face_engine.types import EMBEDDING_BYTES, EMBEDDING_DIM
+from people.engine import checked_distance_threshold, embedding_model_id
+from people.models import Face, Gallery, Person, embedding_matrix
 from recognition.index_cache import index_cache
 
 DEFAULT_LIMIT = 100
-EMBEDDING_BYTES = EMBEDDING_DIM * 4
 
 
 @dataclass(frozen=True)
@@ -64,22 +61,11 @@ class DuplicateScan:
     seconds: float
 
 
-def _threshold(value: float | None, default: float) -> float:
-    """``value`` or ``default``, refused unless finite in (0, 2] in the words of
-    recognition.services.checked_threshold (not imported: recognition reaches apps that call
-    people.services, which imports this module for face_enroll's duplicate check)."""
-    threshold = default if value is None else value
-    if not (isinstance(threshold, int | float) and math.isfinite(threshold) and 0 < threshold <= 2):
-        raise ServiceError("invalid", "threshold: must be more than 0 and at most 2.",
-                           details={"threshold": ["Must be more than 0 (and at most 2)."]})
-    return float(threshold)
-
-
 def possible_duplicate(*, person: Person, embedding: np.ndarray, threshold: float | None = None) -> DuplicateHit | None:
     """The nearest face of a person other than ``person`` within ``threshold`` of ``embedding``
     (default DUPLICATE_THRESHOLD), or None. The index answers per person, so the two nearest
     people are enough: at most one of them is ``person``."""
-    limit = _threshold(threshold, settings.DUPLICATE_THRESHOLD)
+    limit = checked_distance_threshold(threshold, default=settings.DUPLICATE_THRESHOLD)
     query = np.asarray(embedding, dtype=np.float32).reshape(1, EMBEDDING_DIM)
     for match in index_cache.get().search(query, 2)[0]:
         if match.person_id == person.pk or match.distance > limit:
@@ -104,7 +90,7 @@ def _encoded_faces(gallery: Gallery | None) -> tuple[np.ndarray, np.ndarray, np.
             face_ids.append(face_id)
             person_ids.append(person_id)
             blobs.append(blob)
-    vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, EMBEDDING_DIM)
+    vectors = embedding_matrix(blobs)
     return np.asarray(face_ids, dtype=np.int64), np.asarray(person_ids, dtype=np.int64), vectors
 
 
@@ -113,7 +99,7 @@ def duplicate_scan(*, threshold: float | None = None, gallery: Gallery | None = 
     """Every pair of different people with some faces within ``threshold`` (default
     FACE_MATCH_THRESHOLD: the pairs recognition itself could confuse), both in ``gallery`` when
     one is given: how many, and the nearest ``limit`` pairs."""
-    radius = _threshold(threshold, settings.FACE_ENGINE.match_threshold)
+    radius = checked_distance_threshold(threshold, default=settings.FACE_ENGINE.match_threshold)
     started = time.perf_counter()
     face_ids, person_ids, vectors = _encoded_faces(gallery)
     found = close_pairs(vectors, person_ids, radius, nprobe=settings.FACE_ENGINE.index_nprobe,

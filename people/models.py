@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 from django.db import models
@@ -120,6 +121,14 @@ class Face(models.Model):
 def embedding_bytes(vector: np.ndarray) -> bytes:
     array = np.asarray(vector, dtype="<f4").reshape(EMBEDDING_DIM)
     return array.tobytes()
+
+
+def embedding_matrix(blobs: Sequence[bytes | memoryview]) -> np.ndarray:
+    """Stored embeddings (128 little-endian float32 each, as the database returns them) as one
+    (n, 128) float32 array, read-only; (0, 128) for none."""
+    if not blobs:
+        return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    return np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f4").reshape(len(blobs), EMBEDDING_DIM)
 
 
 class IndexState(models.Model):

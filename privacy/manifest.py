@@ -16,12 +16,11 @@ from rest_framework.exceptions import ValidationError
 
 from core.errors import ServiceError
 from core.parsers import loads_checked
-from face_engine.types import EMBEDDING_DIM
+from face_engine.types import EMBEDDING_BYTES, EMBEDDING_DIM
 
 FORMAT = "facerec-gallery"
 VERSION = 1
 MANIFEST = "manifest.json"
-EMBEDDING_BYTES = EMBEDDING_DIM * 4  # little-endian float32
 PHOTO_PATH = re.compile(r"photos/[A-Za-z0-9_-]{1,64}\.(jpg|jpeg|png|webp|bmp|gif)")
 THUMBNAIL_PATH = re.compile(r"thumbnails/[A-Za-z0-9_-]{1,64}\.jpg")
 SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")

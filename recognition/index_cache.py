@@ -9,10 +9,9 @@ from django.conf import settings
 
 from face_engine.index import GalleryIndex
 from face_engine.runtime import device_search
-from face_engine.types import EMBEDDING_DIM
 from people.engine import embedding_model_id
 from people.index_version import current_index_token, index_version_bump
-from people.models import Face, Person
+from people.models import Face, Person, embedding_matrix
 
 
 def load_index(previous: GalleryIndex | None = None) -> GalleryIndex:
@@ -24,9 +23,8 @@ def load_index(previous: GalleryIndex | None = None) -> GalleryIndex:
     for face_id, person_id, blob in rows.iterator(chunk_size=5000):
         face_ids.append(face_id)
         person_ids.append(person_id)
-        blobs.append(bytes(blob))
-    vectors = (np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, EMBEDDING_DIM)
-               if blobs else np.zeros((0, EMBEDDING_DIM), dtype=np.float32))
+        blobs.append(blob)
+    vectors = embedding_matrix(blobs)
     memberships: dict[int, list[int]] = {}
     for person_id, gallery_id in Person.galleries.through.objects.values_list("person_id", "gallery_id"):
         memberships.setdefault(person_id, []).append(gallery_id)
@@ -48,10 +46,8 @@ def _negatives() -> tuple[np.ndarray, np.ndarray]:
     people, blobs = [], []
     for person_id, blob in rows.iterator(chunk_size=5000):
         people.append(person_id)
-        blobs.append(bytes(blob))
-    vectors = (np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, EMBEDDING_DIM)
-               if blobs else np.zeros((0, EMBEDDING_DIM), dtype=np.float32))
-    return np.asarray(people, dtype=np.int64), vectors
+        blobs.append(blob)
+    return np.asarray(people, dtype=np.int64), embedding_matrix(blobs)
 
 
 class IndexCache:

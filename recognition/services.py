@@ -15,8 +15,8 @@ from core.metrics import metrics
 from face_engine.matching import confidence, distance, is_match
 from face_engine.types import Face as EngineFace
 from face_engine.types import ImageError, ImageFaces, Match
-from people.engine import pipeline
-from people.models import Face, Gallery, Person
+from people.engine import checked_distance_threshold, pipeline
+from people.models import Face, Gallery, Person, embedding_matrix
 from people.selectors import gallery_by_ref
 from recognition.index_cache import index_cache
 from unknowns.recognition import KeptFace, keep_faces
@@ -28,11 +28,7 @@ def checked_threshold(value: float | None) -> float:
     """The threshold to use: ``value`` or FACE_MATCH_THRESHOLD. The confidence divides by it, so
     anything but a finite number in (0, 2] is refused here too, whoever the caller (the API's
     serializers refuse it first, with the same words)."""
-    threshold = pipeline().settings.match_threshold if value is None else value
-    if not (isinstance(threshold, int | float) and math.isfinite(threshold) and 0 < threshold <= 2):
-        raise ServiceError("invalid", "threshold: must be more than 0 and at most 2.",
-                           details={"threshold": ["Must be more than 0 (and at most 2)."]})
-    return float(threshold)
+    return checked_distance_threshold(value, default=pipeline().settings.match_threshold)
 
 
 def safe_confidence(d: float, threshold: float) -> float:
@@ -129,8 +125,9 @@ def recognize_images(
         faces = []
         for face in result.faces:
             faces.append(_face_dict(face, found[cursor], names, options, threshold))
-            nearest = found[cursor][0].distance if found[cursor] else None
-            kept.append(KeptFace(image=image_index, face=face, answer=faces[-1], distance=nearest))
+            if options.keep != "none":
+                nearest = found[cursor][0].distance if found[cursor] else None
+                kept.append(KeptFace(image=image_index, face=face, answer=faces[-1], distance=nearest))
             cursor += 1
         out.append(_image_response(faces, timings))
     if options.keep != "none":
@@ -204,7 +201,7 @@ def verify(*, image_a: bytes, image_b: bytes | None = None, person: Person | Non
         if not rows:
             raise ServiceError("no_encoded_faces", f"{person.name} has no encoded face to compare with.",
                                status_code=422)
-        matrix = np.frombuffer(b"".join(bytes(e) for _, e in rows), dtype="<f4").reshape(len(rows), -1)
+        matrix = embedding_matrix([e for _, e in rows])
         dists = np.linalg.norm(matrix - probe, axis=1)
         best = int(np.argmin(dists))
         d, face_id = float(dists[best]), rows[best][0]

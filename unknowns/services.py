@@ -31,13 +31,12 @@ from core.errors import ServiceError
 from core.files import delete_stored
 from events.models import Event
 from face_engine.clustering import candidate_clusters, centroid_add, centroid_of, pick_cluster
-from face_engine.types import EMBEDDING_DIM
-from people.models import Gallery, Person
+from face_engine.types import EMBEDDING_BYTES
+from people.models import Gallery, Person, embedding_bytes, embedding_matrix
 from unknowns.models import Sighting, UnknownCluster
 
 logger = logging.getLogger(__name__)
 
-EMBEDDING_BYTES = EMBEDDING_DIM * 4  # little-endian float32
 # Faces of one candidate cluster read to measure the mean distance (its most recent ones).
 MAX_MEMBERS = 200
 ATTEMPTS = 3  # a new cluster's number taken concurrently (unique): a fresh attempt takes the next
@@ -56,13 +55,6 @@ def delete_after_commit(names: Iterable[str]) -> None:
     names = [name for name in names if name]
     if names:
         transaction.on_commit(lambda: delete_files(names))
-
-
-def _vector_bytes(embedding) -> bytes:
-    data = np.asarray(embedding, dtype="<f4").reshape(-1).tobytes()
-    if len(data) != EMBEDDING_BYTES:
-        raise ValueError(f"embedding must be {EMBEDDING_DIM} float32, not {len(data) // 4}")
-    return data
 
 
 def _save_new(sighting: Sighting, crop_jpeg: bytes | None) -> Sighting:
@@ -118,7 +110,7 @@ def sighting_record(
         raise ValueError("crop_jpeg is not a JPEG")
     sighting = Sighting(
         source=Sighting.Source.RECOGNITION, camera_id=camera_id, source_name=source_name[:200],
-        seen_at=seen_at or timezone.now(), embedding=_vector_bytes(embedding), box=box, face_size=face_size,
+        seen_at=seen_at or timezone.now(), embedding=embedding_bytes(embedding), box=box, face_size=face_size,
         sharpness=sharpness, matched_person_id=matched_person_id, distance=distance,
     )
     return _save_new(sighting, crop_jpeg)
@@ -126,18 +118,12 @@ def sighting_record(
 
 # ---- clustering ----------------------------------------------------------------------------------
 
-def _matrix(blobs: Sequence[bytes]) -> np.ndarray:
-    if not blobs:
-        return np.empty((0, EMBEDDING_DIM), dtype=np.float32)
-    return np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f4").reshape(len(blobs), EMBEDDING_DIM)
-
-
 def _members(cluster_id: int, centroid: np.ndarray) -> np.ndarray:
     """The embeddings of the cluster's most recent faces; its centroid when retention (or a
     discard) left none: the mean distance is then the distance to the centroid."""
     blobs = list(Sighting.objects.filter(cluster_id=cluster_id, embedding__isnull=False)
                  .order_by("-seen_at", "-id").values_list("embedding", flat=True)[:MAX_MEMBERS])
-    return _matrix(blobs) if blobs else centroid.reshape(1, -1)
+    return embedding_matrix(blobs) if blobs else centroid.reshape(1, -1)
 
 
 def _next_number() -> int:
@@ -171,7 +157,7 @@ def _cluster_once(sighting_id: int) -> UnknownCluster | None:
     join = settings.UNKNOWN_CLUSTER_JOIN_DISTANCE
     rows = list(UnknownCluster.objects.filter(state__in=JOINABLE, centroid__isnull=False)
                 .values_list("id", "centroid"))
-    centroids = _matrix([c for _, c in rows])
+    centroids = embedding_matrix([c for _, c in rows])
     near = candidate_clusters(vector, centroids, join_distance=join)
     choice = pick_cluster(vector, [_members(rows[i][0], centroids[i]) for i in near], join_distance=join)
     cluster = None
@@ -204,7 +190,7 @@ def _refresh(cluster: UnknownCluster, *, centroid: np.ndarray | None = None) -> 
     cluster.first_seen = sightings.order_by("seen_at").values_list("seen_at", flat=True).first()
     cluster.last_seen = sightings.order_by("-seen_at").values_list("seen_at", flat=True).first()
     if centroid is None:
-        centroid = centroid_of(_matrix(list(sightings.filter(embedding__isnull=False)
+        centroid = centroid_of(embedding_matrix(list(sightings.filter(embedding__isnull=False)
                                             .values_list("embedding", flat=True))))
     if centroid is not None:
         cluster.centroid = np.asarray(centroid, dtype="<f4").tobytes()
