@@ -9,18 +9,12 @@ and bumps the index version (every process drops their faces from its index). Th
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterable, Sequence
-
 from django.db import transaction
 
-from core.files import delete_stored
+from people.files import delete_files, face_files
 from people.hooks import person_erasing
 from people.index_version import index_version_bump
 from people.models import Face, Person
-
-logger = logging.getLogger(__name__)
 
 # Set on the instance by person_erase: the pre_delete receiver then knows the erasure has been done.
 ERASED_FLAG = "_erasure_done"
@@ -33,25 +27,6 @@ def merge_counts(into: dict[str, int], counts) -> dict[str, int]:
             if isinstance(key, str) and isinstance(value, int) and not isinstance(value, bool):
                 into[key] = into.get(key, 0) + value
     return into
-
-
-def face_files(faces: Iterable[Face]) -> list[tuple]:
-    """(storage, name) of the faces' photos and thumbnails."""
-    faces = list(faces)
-    return [(f.image.storage, f.image.name) for f in faces if f.image] + [
-        (f.thumbnail.storage, f.thumbnail.name) for f in faces if f.thumbnail
-    ]
-
-
-def delete_files(files: Sequence[tuple], *, folders: Sequence[tuple] = ()) -> None:
-    """Delete ``files`` ((storage, name) pairs), then ``folders`` that are left empty (the per-person
-    folders of a file system storage: their name is the person's id)."""
-    delete_stored(files)
-    for storage, name in folders:
-        try:
-            os.rmdir(storage.path(name))
-        except (NotImplementedError, OSError):  # not a local folder, not empty, or already gone
-            pass
 
 
 def person_erase(*, person: Person) -> dict[str, int]:

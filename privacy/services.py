@@ -25,7 +25,7 @@ from core.errors import ServiceError
 from face_engine.types import ImageError
 from jobs.services import batch_generate_encodings
 from people.engine import embedding_model_id, pipeline
-from people.erasure import delete_files
+from people.files import delete_files
 from people.index_version import index_version_bump
 from people.models import Face, Gallery, Person
 from privacy.archive import Limits, open_checked, read_entry
