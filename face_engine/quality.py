@@ -41,20 +41,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from face_engine.port.chip import TEMPLATE_5, similarity_transform
 from face_engine.types import Face
 
 Point = tuple[float, float]
 FloatArray = npt.NDArray[np.float64]
 
-# dlib.get_face_chip's 5-point template (landmark order), in a face of unit size.
-TEMPLATE: tuple[Point, ...] = (
-    (0.8595674595992, 0.2134981538014),
-    (0.6460604764104, 0.2289674387677),
-    (0.1205750620789, 0.2137274526848),
-    (0.3340850613712, 0.2290642403242),
-    (0.4901123135679, 0.6277975316475),
-)
-CHIP_SIZE = 150
+# dlib.get_face_chip's 5-point template (landmark order), in a face of unit size: the chip code's.
+TEMPLATE = TEMPLATE_5
 CHIP_PADDING = 0.25
 # Depth of the nose base in front of the eye centres, in eye distances (an average adult head:
 # eye centres ~62 mm apart, subnasale ~19 mm in front of them). It only scales yaw and pitch.
@@ -129,9 +123,12 @@ def quality_from(landmarks: Sequence[Point], *, detection_score: float, sharpnes
     points = np.asarray(landmarks, dtype=np.float64)
     if points.shape != (5, 2):
         raise ValueError(f"expected the 5 dlib landmarks, got {points.shape}")
-    scale, rotation, translation = similarity(np.asarray(TEMPLATE, dtype=np.float64), points)
+    # The chip code's Umeyama transform (scale · rotation, translation): a similarity, so its
+    # scale is the square root of its determinant.
+    transform, translation = similarity_transform(np.asarray(TEMPLATE, dtype=np.float64), points)
+    scale = math.sqrt(abs(float(np.linalg.det(transform))))
     yaw, pitch, roll = pose(points)
-    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]) @ (scale * rotation).T + translation
+    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]) @ transform.T + translation
     right_eye, left_eye = points[0:2].mean(axis=0), points[2:4].mean(axis=0)
     return FaceQuality(
         face_size=float(scale),
@@ -143,23 +140,6 @@ def quality_from(landmarks: Sequence[Point], *, detection_score: float, sharpnes
         cut_off=outside_fraction([(float(x), float(y)) for x, y in square], image_width, image_height),
         eye_distance=float(np.linalg.norm(right_eye - left_eye)),
     )
-
-
-def similarity(source: FloatArray, target: FloatArray) -> tuple[float, FloatArray, FloatArray]:
-    """Least-squares similarity (Umeyama, no reflection) taking ``source`` points onto ``target``:
-    (scale, 2×2 rotation, translation) with target ≈ scale · R · source + t."""
-    mean_s, mean_t = source.mean(axis=0), target.mean(axis=0)
-    s, t = source - mean_s, target - mean_t
-    covariance = t.T @ s / len(source)
-    u, d, vt = np.linalg.svd(covariance)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1.0
-    rotation: FloatArray = u @ sign @ vt
-    variance = float((s**2).sum() / len(source))
-    scale = float(np.trace(np.diag(d) @ sign) / variance)
-    translation: FloatArray = mean_t - scale * rotation @ mean_s
-    return scale, rotation, translation
 
 
 def _nose_offset(points: FloatArray) -> tuple[float, float]:

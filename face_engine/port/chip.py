@@ -31,7 +31,7 @@ CHIP_SIZE = 150  # the recognition network's input size
 
 # dlib's mean 5-point face shape in [0, 1] chip units, in the 5-point predictor's part order
 # (the outer and inner corner of one eye, then of the other, then the base of the nose).
-_TEMPLATE_5 = np.array(
+TEMPLATE_5 = np.array(
     [
         (0.8595674595992, 0.2134981538014),
         (0.6460604764104, 0.2289674387677),
@@ -87,7 +87,7 @@ def _lround(v: float) -> int:
 # --- step 1: the similarity transform ---------------------------------------------------------
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares similarity src → dst (Umeyama 1991, eqs. 34–43, with the reflection guard)."""
     n = len(src)
     mean_src, mean_dst = [0.0, 0.0], [0.0, 0.0]
@@ -127,8 +127,8 @@ def face_chip_details(landmarks: np.ndarray, size: int = 150, padding: float = 0
         raise ValueError(f"expected 5×2 landmarks (dlib's 5-point model), got {pts.shape}")
     if padding < 0 or size <= 0:
         raise ValueError("padding must be ≥ 0 and size > 0")
-    template = (padding + _TEMPLATE_5) / (2 * padding + 1) * size
-    m, t = _similarity(template, pts)
+    template = (padding + TEMPLATE_5) / (2 * padding + 1) * size
+    m, t = similarity_transform(template, pts)
     px, py = float(m[0, 0]), float(m[1, 0])  # the image of the unit x vector
     angle = math.atan2(py, px)
     scale = math.sqrt(px * px + py * py)
