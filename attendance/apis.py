@@ -17,7 +17,7 @@ from attendance.selectors import attendance_day, attendance_range, default_zone,
 from attendance.serializers import DayQuerySerializer, RangeQuerySerializer, day_payload, range_payload
 from core.apis import errors
 from core.permissions import IsAuthenticatedUser
-from recognition.services import gallery_resolve
+from people.selectors import gallery_resolve
 
 # Errors are JSON in the error shape even when CSV was asked for (_SheetApi.finalize_response).
 RESPONSES = {(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.STR,

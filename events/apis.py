@@ -15,7 +15,7 @@ from core.permissions import IsAuthenticatedUser
 from events.models import Event
 from events.selectors import event_list
 from events.serializers import EventFilterSerializer, EventSerializer
-from recognition.services import gallery_resolve
+from people.selectors import gallery_resolve
 
 PAGE_PARAMETERS = [
     OpenApiParameter("page", int, description="Page number, from 1."),

@@ -43,7 +43,7 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
 @database_sync_to_async
 def _resolve(query: dict[str, list[str]]) -> tuple[FeedFilter, dict]:
     """The connection's filters from its query string, or FeedError naming the bad parameter."""
-    from recognition.services import gallery_resolve
+    from people.selectors import gallery_resolve
     from streams.selectors import camera_by_ref
 
     camera = gallery = None

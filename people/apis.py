@@ -24,6 +24,7 @@ from core.pagination import PageNumberPagination
 from jobs.services import batch_generate_encodings
 from people import selectors, services
 from people.models import Face, Person
+from people.selectors import gallery_resolve
 from people.serializers import (
     EnrolInputSerializer,
     FaceSerializer,
@@ -31,7 +32,6 @@ from people.serializers import (
     PersonInputSerializer,
     PersonOutputSerializer,
 )
-from recognition.services import gallery_resolve
 
 
 @extend_schema_view(

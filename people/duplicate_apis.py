@@ -12,8 +12,8 @@ from core.apis import errors
 from core.parsers import OneValuePerField
 from core.permissions import IsStaff
 from people.duplicates import DEFAULT_LIMIT, duplicate_scan
+from people.selectors import gallery_resolve
 from recognition.serializers import ThresholdField
-from recognition.services import gallery_resolve
 
 MAX_LIMIT = 1000
 

@@ -4,6 +4,7 @@ import re
 
 from django.db.models import Count, Q, QuerySet
 
+from core.errors import ServiceError
 from core.ids import parse_id
 from people.models import Face, Gallery, Person
 
@@ -21,6 +22,16 @@ def gallery_by_ref(value: object) -> Gallery | None:
     if not _SLUG.fullmatch(text):
         return None
     return Gallery.objects.filter(slug=text).first()
+
+
+def gallery_resolve(value: str | int | None) -> Gallery | None:
+    """A gallery from its id or slug (None for no value); a clear 400 when there is no such gallery."""
+    if value in (None, ""):
+        return None
+    gallery = gallery_by_ref(value)
+    if gallery is None:
+        raise ServiceError("unknown_gallery", f"No gallery with id or slug {str(value).strip()!r}.", status_code=400)
+    return gallery
 
 
 def gallery_list(*, search: str = "") -> QuerySet[Gallery]:

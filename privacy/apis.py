@@ -16,9 +16,9 @@ from audit.services import audit_context
 from core.apis import BODY_ERRORS, ErrorSerializer, errors
 from core.permissions import IsStaff
 from people.models import Person
+from people.selectors import gallery_resolve
 from privacy.exports import gallery_export, person_export
 from privacy.services import gallery_import
-from recognition.services import gallery_resolve
 
 ZIP = "application/zip"
 

@@ -18,6 +18,7 @@ from core.permissions import IsAuthenticatedUser, IsStaff
 from face_engine.types import ImageError
 from jobs.services import batch_generate_encodings, regenerate_all_encodings
 from people.models import Face
+from people.selectors import gallery_resolve
 from people.services import read_upload
 from recognition import services
 from recognition.index_cache import index_cache
@@ -39,7 +40,7 @@ def _options(data) -> services.RecognizeOptions:
         match_count=data["match_count"],
         threshold=data.get("threshold"),
         return_all_matches=data["return_all_matches"],
-        gallery=services.gallery_resolve(data.get("gallery")),
+        gallery=gallery_resolve(data.get("gallery")),
         keep=data.get("keep", "none"),
     )
 

@@ -17,7 +17,6 @@ from face_engine.types import Face as EngineFace
 from face_engine.types import ImageError, ImageFaces, Match
 from people.engine import checked_distance_threshold, pipeline
 from people.models import Face, Gallery, Person, embedding_matrix
-from people.selectors import gallery_by_ref
 from recognition.index_cache import index_cache
 from unknowns.recognition import KeptFace, keep_faces
 
@@ -48,16 +47,6 @@ class RecognizeOptions:
 
     def resolved_threshold(self) -> float:
         return checked_threshold(self.threshold)
-
-
-def gallery_resolve(value: str | int | None) -> Gallery | None:
-    """A gallery from its id or slug; a clear 400 when there is no such gallery."""
-    if value in (None, ""):
-        return None
-    gallery = gallery_by_ref(value)
-    if gallery is None:
-        raise ServiceError("unknown_gallery", f"No gallery with id or slug {str(value).strip()!r}.", status_code=400)
-    return gallery
 
 
 def _match_dict(match: Match, names: dict[int, str], threshold: float) -> dict:

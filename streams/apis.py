@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
 from core.pagination import PageNumberPagination
-from recognition.services import gallery_resolve
+from people.selectors import gallery_resolve
 from streams import selectors, services
 from streams.models import Camera
 from streams.serializers import CameraFilterSerializer, CameraInputSerializer, CameraOutputSerializer

@@ -62,7 +62,7 @@ def _face_size(value) -> int | None:
 
 @database_sync_to_async
 def _gallery_id(value) -> int | None:
-    from recognition.services import gallery_resolve
+    from people.selectors import gallery_resolve
 
     gallery = gallery_resolve(value)
     return None if gallery is None else gallery.pk

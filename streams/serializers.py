@@ -10,7 +10,7 @@ from rest_framework.fields import empty
 from core.errors import ServiceError
 from core.parsers import OneValuePerField
 from face_engine.live.source_url import redact
-from recognition.services import gallery_resolve
+from people.selectors import gallery_resolve
 from streams import services
 from streams.models import Camera
 from streams.selectors import camera_status_is_stale

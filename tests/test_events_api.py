@@ -239,7 +239,7 @@ def test_bad_filter_values_are_400_invalid(scene, user_client, query, parameter)
 
 
 def test_an_unknown_gallery_is_400_unknown_gallery(scene, user_client):
-    # The same refusal as /api/people/?gallery= (recognition.services.gallery_resolve).
+    # The same refusal as /api/people/?gallery= (people.selectors.gallery_resolve).
     for value in ["nope", "424242"]:
         response = user_client.get(f"{EVENTS}?gallery={value}")
         assert response.status_code == 400 and response.json()["error"]["code"] == "unknown_gallery"

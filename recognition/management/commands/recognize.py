@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ServiceError
 from face_engine.types import ImageError
-from recognition.services import RecognizeOptions, gallery_resolve, recognize_images
+from people.selectors import gallery_resolve
+from recognition.services import RecognizeOptions, recognize_images
 
 
 class Command(BaseCommand):
