@@ -29,11 +29,11 @@ def fresh_index_cache():
     if settings is None or not settings.configured:  # engine-only runs with the Django plugin off
         yield
         return
-    from people import index_version
-    from recognition.index_cache import index_cache
+    from core.index import log as index_log
+    from core.index.holder import index_cache
 
     index_cache.clear()
-    index_version._publish_owed = False  # a publication another test's dead cache refused
+    index_log._publish_owed = False  # a publication another test's dead cache refused
     yield
     index_cache.clear()
 

@@ -12,24 +12,95 @@ import django
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
+from django.db import close_old_connections
+from django.http import FileResponse
+from django.urls import Resolver404, resolve, set_urlconf
+from django.utils.log import log_response
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 django.setup(set_prefix=False)
 logger = logging.getLogger("core.request")
 
 
-class OneViewAtATime(ASGIHandler):
-    """Django's ASGI handler runs each request's synchronous code (every view here) on a thread of
-    its own, so a process under load runs dozens of recognitions at once, each holding a pooled
-    database connection: the pool (DB_POOL_MAX) ran dry and requests failed with 503 in the load
-    test. Without that per-request context they share one thread per process, one view at a time,
-    as gunicorn's sync workers ran them; uploads are still read, and answers still sent, without
-    holding it, and the live WebSockets analyse frames on their own pool (streams.browser)."""
+class TwoLanes(ASGIHandler):
+    """Each request's view runs on one of two bounded pools of threads (core/serving/lanes.py):
+    the engine lane for views that run the face engine on the request path (their class says
+    ``engine_bound``), the light lane for everything else, so a quick request (create a person,
+    a token, the health check) never waits behind recognitions. The engine lane's views hand their
+    images to the process's batcher (people/engine.py), which gathers the images of concurrent
+    requests into one engine call and refuses at once (503 overloaded, Retry-After) a request that
+    would wait too long; a request that would wait for an engine thread past that is refused here.
+
+    Django's own ASGI handler runs the synchronous views on a thread per request, each holding a
+    pooled database connection: under load the pool (DB_POOL_MAX) ran dry. Here a thread runs the
+    synchronous middleware chain itself, as a WSGI server's thread does, and gives its connections
+    back after each request (and an engine view gives them back while it waits for the engine):
+    a process holds at most one connection per busy thread (docs/operations.md sizes them).
+    Uploads are still read, and answers still sent, on the event loop, without holding a thread;
+    the live WebSockets analyse frames on their own pool (streams.browser)."""
+
+    def __init__(self) -> None:
+        BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)  # the chain the lanes' threads run, as under WSGI
+        self._lanes = None
+        self._lanes_pid = None
 
     async def __call__(self, scope, receive, send):
+        # Django's wraps this in a ThreadSensitiveContext (a thread per request); its signals'
+        # receivers and the closing of answers run on asgiref's one shared thread instead.
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
+
+    def lanes(self):
+        """Created in each process on its first request: threads do not survive gunicorn's fork."""
+        if self._lanes is None or self._lanes_pid != os.getpid():
+            from core.serving import Lanes
+            from people.engine import request_batcher
+
+            self._lanes = Lanes(light_threads=settings.SERVING_LIGHT_THREADS,
+                                engine_threads=settings.SERVING_ENGINE_THREADS,
+                                engine_nice=settings.SERVING_ENGINE_NICE, queue=request_batcher)
+            self._lanes_pid = os.getpid()
+        return self._lanes
+
+    async def run_get_response(self, request):
+        lanes = self.lanes()
+        if _engine_bound(request):
+            refusal = lanes.engine_admission()
+            if refusal is not None:
+                return _overloaded(refusal)
+            lane = lanes.engine
+        else:
+            lane = lanes.light
+        response = await lane.run(self._respond, request)
+        response._handler_class = self.__class__
+        if isinstance(response, FileResponse):  # as Django's: the server chunks the file itself
+            response.block_size = self.chunk_size
+        return response
+
+    def _respond(self, request):
+        """On a lane's thread: the view and every middleware, the thread's database connections
+        given back before and after (what request_started and request_finished do under WSGI)."""
+        close_old_connections()
+        try:
+            return self.get_response(request)
+        finally:
+            close_old_connections()
+
+    def get_response(self, request):
+        """BaseHandler's, but a 503 overloaded gets its Retry-After, and is not logged by
+        django.request as an error (an expected refusal; the request log has its line)."""
+        from core.serving import with_retry_after
+        from core.serving.state import request_refusal
+
+        set_urlconf(settings.ROOT_URLCONF)
+        response = with_retry_after(self._middleware_chain(request))
+        response._resource_closers.append(request.close)
+        if response.status_code >= 400 and not (response.status_code == 503 and request_refusal.get()):
+            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        return response
 
     # The body is read here, on the event loop, before any view runs: bounded in size (413, at once
     # when Content-Length announces too much, else as soon as it is passed) and in time (408: a
@@ -120,7 +191,29 @@ async def _refuse(send, refusal: BodyRefused) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-django_application = OneViewAtATime()
+def _engine_bound(request) -> bool:
+    """Whether the request's view runs the engine on the request path: its class's
+    ``engine_bound``, True or the methods that do (a view that lists on GET and enrols on POST)."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return False
+    view = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+    bound = getattr(view, "engine_bound", False)
+    return bound is True or (bool(bound) and request.method in bound)
+
+
+def _overloaded(refusal):
+    """The 503 of a request refused before its view ran (every engine thread busy, the wait too long)."""
+    from core.errors import error_response
+
+    logger.warning("503 overloaded: %s", refusal.message)
+    response = error_response(503, "overloaded", refusal.message, refusal.details)
+    response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+django_application = TwoLanes()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (Django is set up first)
 

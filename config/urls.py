@@ -36,7 +36,7 @@ api = [
     path("faces/<int:pk>/image/", FaceFileApi.as_view(kind="image"), name="face-image"),
     path("faces/<int:pk>/thumbnail/", FaceFileApi.as_view(kind="thumbnail"), name="face-thumbnail"),
     path("jobs/<uuid:pk>/", JobDetailApi.as_view(), name="job-detail"),
-    path("audit/", include("audit.urls")),
+    path("audit/", include("core.audit.urls")),
     path("cameras/", include("streams.urls")),
     path("events/", include("events.urls")),
     path("webhooks/", include("webhooks.urls")),

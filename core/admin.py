@@ -9,7 +9,7 @@ from django.contrib import admin
 from rest_framework.authtoken.admin import TokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from audit.services import audit_context
+from core.audit.services import audit_context
 from core.authentication import token_expired, token_expires, token_revoke
 
 admin.site.unregister(TokenProxy)

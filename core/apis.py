@@ -11,14 +11,15 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
+from core.audit.services import audit_context
 from core.authentication import token_expires, token_issue, token_revoke
 from core.errors import error_body
+from core.index.holder import index_cache
 from core.metrics import metrics
 from core.permissions import IsAuthenticatedUser
+from core.serving import snapshot as serving_snapshot
 from core.throttling import AccountFailures, TokenAddressThrottle
 from face_engine.registry import loaded_pipelines
-from recognition.index_cache import index_cache
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -179,5 +180,8 @@ class StatsApi(APIView):
         return Response({
             "success": True,
             "stages": metrics.snapshot(),
-            "index": {"faces": len(index), "people": index.person_count},
+            # This process's lanes and engine queue: threads, waiting requests, batches, refusals.
+            "serving": serving_snapshot(),
+            # With how this process keeps it: the last change applied, rebuilds and their reasons.
+            "index": {"faces": len(index), "people": index.person_count, **index_cache.status()},
         })

@@ -16,7 +16,7 @@ from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import AuthenticationFailed
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 
 INVALID = "The token is not valid (unknown, or revoked)."
 EXPIRED = "The token has expired: ask for a new one with POST /api/auth/token/."

@@ -69,22 +69,17 @@ def metrics_access(remote_addr: str, authorization: str) -> int:
 
 # ---- values read from the database at scrape time ----------------------------------------------
 
-def _index_faces() -> list:
-    from people.engine import embedding_model_id
-    from people.models import Face
-
-    faces = Face.objects.filter(status=Face.Status.ENCODED, model=embedding_model_id(), embedding__isnull=False)
-    return [GaugeMetricFamily("facerec_index_faces", "Faces in the recognition index (encoded under the "
-                              "current model).", value=faces.count())]
+_READERS: list = []
 
 
-def _people() -> list:
-    from people.models import Person
+def register_scrape_reader(read) -> None:
+    """``read()`` returns metric families read from the database at scrape time; the apps that own
+    the rows register theirs when Django starts (core imports none of them)."""
+    if read not in _READERS:
+        _READERS.append(read)
 
-    return [GaugeMetricFamily("facerec_people", "People enrolled.", value=Person.objects.count())]
 
-
-def _counted_by(name: str, documentation: str, label: str, rows, states: list[str]) -> GaugeMetricFamily:
+def counted_by(name: str, documentation: str, label: str, rows, states: list[str]) -> GaugeMetricFamily:
     counts = dict(rows)
     family = GaugeMetricFamily(name, documentation, labels=[label])
     for state in states:  # every state, 0 included: a series that vanishes reads as "no data"
@@ -92,48 +87,14 @@ def _counted_by(name: str, documentation: str, label: str, rows, states: list[st
     return family
 
 
-def _jobs() -> list:
-    from django.db.models import Count
-
-    from jobs.models import Job
-
-    states = [Job.State.QUEUED, Job.State.RUNNING]
-    rows = Job.objects.filter(state__in=states).values_list("state").annotate(n=Count("id")).order_by()
-    return [_counted_by("facerec_jobs", "Encoding jobs waiting or running.", "state", rows,
-                        [str(s) for s in states])]
-
-
-def _cameras() -> list:
-    from django.db.models import Count
-
-    from streams.models import Camera
-
-    rows = Camera.objects.values_list("state").annotate(n=Count("id")).order_by()
-    return [_counted_by("facerec_cameras", "Cameras by live state (stopped: disabled or not claimed by a "
-                        "camera worker).", "state", rows, list(Camera.State.values))]
-
-
-def _webhook_deliveries() -> list:
-    try:
-        from webhooks.models import Delivery
-
-        pending = Delivery.State.PENDING
-    except (ImportError, AttributeError):  # the webhooks app without its models
-        return []
-    return [GaugeMetricFamily("facerec_webhook_deliveries_pending", "Webhook deliveries waiting for their "
-                              "first or next attempt.", value=Delivery.objects.filter(state=pending).count())]
-
-
 class DatabaseCollector:
     """Values read from the database on each scrape: the same on every process and host, and
     right whichever process changed them. A read that fails leaves its gauges out, is counted in
     facerec_scrape_errors and logged; the scrape itself still answers."""
 
-    READS = (_index_faces, _people, _jobs, _cameras, _webhook_deliveries)
-
     def collect(self):
         errors = 0
-        for read in self.READS:
+        for read in list(_READERS):
             try:
                 with transaction.atomic():  # a savepoint: one failed read leaves the others working
                     families = read()

@@ -46,6 +46,19 @@ WEBHOOK_DELAY = Histogram(
 MQTT_MESSAGES = Counter(
     "facerec_mqtt_messages_total", "MQTT messages by outcome: published (acknowledged by the broker), failed, "
     "dropped (the queue was full while the broker was away).", ["outcome"])
+# Serving (core/serving/): requests refused as overloaded, the engine's batches, the waits.
+SERVING_REFUSALS = Counter(
+    "facerec_serving_refusals_total", "Requests answered 503 overloaded, by queue and reason: queue_full (the "
+    "queue's bound), max_wait (the estimated or actual wait over the limit).", ["queue", "reason"])
+SERVING_BATCH_IMAGES = Histogram(
+    "facerec_serving_batch_images", "Images per engine call made for requests (the images of concurrent "
+    "requests gathered).", ["queue"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128))
+SERVING_QUEUE_SECONDS = Histogram(
+    "facerec_serving_queue_wait_seconds", "From a request's arrival in the engine's queue to the start of "
+    "its batch.", ["queue"], buckets=_LATENCY_BUCKETS)
+SERVING_LANE_SECONDS = Histogram(
+    "facerec_serving_lane_wait_seconds", "From a request's arrival to a thread of its lane (light or engine) "
+    "taking it.", ["lane"], buckets=_LATENCY_BUCKETS)
 MQTT_CONNECTED = Gauge(
     "facerec_mqtt_connected", "1 while this process is connected to the MQTT broker.",
     multiprocess_mode="livemax")

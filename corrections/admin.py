@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from audit.services import audit_context
+from core.audit.services import audit_context
 from corrections.models import NegativeFace
 from corrections.services import negative_delete
 

@@ -9,8 +9,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
+from core.audit.services import audit_context
 from core.errors import ServiceError
 from core.files import private_file
 from core.pagination import PageNumberPagination
@@ -50,6 +50,7 @@ class CorrectionApi(APIView):
     codes unless ``force``) and the event/sighting is named after them. 201 when something new was
     stored, 200 when the correction was already there."""
 
+    engine_bound = True  # runs the face engine on the request path ("is" enrols): the engine lane (config/asgi.py)
     permission_classes = [IsStaff]
 
     @extend_schema(request=CorrectionInputSerializer,

@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
 from core.files import delete_after_commit, delete_stored
+from corrections.index_log import index_negatives_changed
 from corrections.models import NegativeFace
 from events.models import Event
 from face_engine.types import EMBEDDING_BYTES
 from people import services as people_services
 from people.engine import embedding_model_id
-from people.index_version import index_version_bump
 from people.models import Face, Person
 from unknowns import services as unknowns
 from unknowns.models import Sighting
@@ -132,7 +132,7 @@ def _correction_not(person: Person | None, event: Event | None, sighting: Sighti
     if cleared:
         _unname(source, person, result)
     if existing is None:
-        index_version_bump()
+        index_negatives_changed([negative.pk])
     audit_record(actor=actor, action="correction.not", target_type="person", target_ids=[person.pk],
                  request_id=request_id,
                  details={**source.ids(), "negative_id": negative.pk, "created": result.created,
@@ -228,7 +228,7 @@ def negative_delete(*, negative: NegativeFace, actor=None, request_id: str = "")
     pk, person_id = negative.pk, negative.person_id
     details = {"person_id": person_id, "event_id": negative.event_id, "sighting_id": negative.sighting_id}
     negative.delete()
-    index_version_bump()
+    index_negatives_changed([pk])
     audit_record(actor=actor, action="correction.undo", target_type="negative_face", target_ids=[pk],
                  details=details, request_id=request_id)
 
@@ -236,13 +236,12 @@ def negative_delete(*, negative: NegativeFace, actor=None, request_id: str = "")
 def negatives_erase_person(*, person: Person) -> int:
     """Delete ``person``'s negatives (their crops after commit): the person_erasing receiver."""
     with transaction.atomic():
-        count = 0
+        removed = []
         for negative in NegativeFace.objects.filter(person=person):
+            removed.append(negative.pk)
             negative.delete()  # post_delete: the crop goes after commit
-            count += 1
-        if count:
-            index_version_bump()
-    return count
+        index_negatives_changed(removed)
+    return len(removed)
 
 
 def _delete_files(names: Sequence[str]) -> None:

@@ -66,9 +66,10 @@ def build_gallery(real: dict[str, list[np.ndarray]], model, *, people: int, plan
 
 def store(rows: list[tuple[str, np.ndarray]], model_id: str) -> tuple[list[int], np.ndarray, np.ndarray]:
     """Write people and their encoded faces; (person ids by row, face person ids, face vectors)."""
+    from django.db import transaction
     from django.utils import timezone
 
-    from people.index_version import index_version_bump
+    from people.index_log import index_faces_changed
     from people.models import Face, Person, embedding_bytes
 
     persons = Person.objects.bulk_create([Person(name=name) for name, _ in rows], batch_size=2000)
@@ -81,7 +82,8 @@ def store(rows: list[tuple[str, np.ndarray]], model_id: str) -> tuple[list[int],
             owners.append(person.pk)
             vectors.append(vector)
     Face.objects.bulk_create(faces, batch_size=2000)
-    index_version_bump()
+    with transaction.atomic():
+        index_faces_changed(face.pk for face in faces)
     return [p.pk for p in persons], np.asarray(owners, dtype=np.int64), np.stack(vectors).astype(np.float32)
 
 

@@ -7,14 +7,14 @@ from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from audit.services import audit_context, audit_record
+from core.audit.services import audit_context, audit_record
+from core.index.holder import index_cache
 from jobs.services import batch_generate_encodings, regenerate_all_encodings
 from people import services
 from people.admin_duplicates import duplicate_urls
-from people.index_version import index_version_bump
+from people.index_log import index_faces_changed
 from people.models import Face, Gallery, Person
 from people.quality import quality_dict
-from recognition.index_cache import index_cache
 
 STATUS_COLOURS = {
     Face.Status.ENCODED: "#2e7d32",
@@ -179,7 +179,7 @@ def force_refused(modeladmin, request, queryset):
 @admin.action(description="Reload the recognition index")
 def reload_index(modeladmin, request, queryset):
     loaded = len(index_cache.reload())
-    modeladmin.message_user(request, f"Index reloaded: {loaded} encodings.")
+    modeladmin.message_user(request, f"Index rebuild asked of every process; {loaded} encodings answering here now.")
 
 
 @admin.action(description="Clear the recognition index (rebuilt on next use)")
@@ -281,7 +281,7 @@ class FaceAdmin(admin.ModelAdmin):
         # The admin saves inside a transaction: the record commits or rolls back with the change.
         super().save_model(request, obj, form, change)
         if "person" in form.changed_data:
-            index_version_bump()  # the index maps this face to its person
+            index_faces_changed([obj.pk])  # the index maps this face to its person
             audit_record(action="face.update", target_type="face", target_ids=[obj.pk],
                          details={"fields": ["person"], "person_id": obj.person_id,
                                   "from_person_id": form.initial.get("person")},
@@ -341,7 +341,6 @@ class PersonAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         with transaction.atomic():
-            index_version_bump()  # gallery membership changes what a gallery search sees
             person = form.instance
             audit_record(action="person.update" if change else "person.create", target_type="person",
                          target_ids=[person.pk],

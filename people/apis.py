@@ -16,8 +16,8 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
+from core.audit.services import audit_context
 from core.errors import error_body
 from core.files import private_file
 from core.pagination import PageNumberPagination
@@ -127,6 +127,7 @@ class PersonDetailApi(APIView):
 
 
 class PersonFacesApi(APIView):
+    engine_bound = {"POST"}  # enrolment runs the face engine (a list does not): config/asgi.py
     parser_classes = [MultiPartParser]
 
     @extend_schema(

@@ -13,7 +13,7 @@ from core.parsers import OneValuePerField
 from core.permissions import IsStaff
 from people.duplicates import DEFAULT_LIMIT, duplicate_scan
 from people.selectors import gallery_resolve
-from recognition.serializers import ThresholdField
+from people.serializers import ThresholdField
 
 MAX_LIMIT = 1000
 

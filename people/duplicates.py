@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
+from core.index.holder import index_cache
 from face_engine.pairs import DEFAULT_PAIRS_EXACT_MAX, close_pairs
 from face_engine.types import EMBEDDING_BYTES, EMBEDDING_DIM
 from people.engine import checked_distance_threshold, embedding_model_id
 from people.models import Face, Gallery, Person, embedding_matrix
-from recognition.index_cache import index_cache
 
 DEFAULT_LIMIT = 100
 

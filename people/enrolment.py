@@ -20,14 +20,14 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
 from face_engine.quality import face_quality
 from face_engine.types import ImageError, ImageFaces
 from people.duplicates import DuplicateHit, possible_duplicate
-from people.engine import pipeline
+from people.engine import analyze_for_request, pipeline
 from people.files import delete_files, face_files
-from people.index_version import index_version_bump
+from people.index_log import index_faces_changed
 from people.models import Face, Person, embedding_bytes
 from people.quality import (
     FORCE_HINT,
@@ -211,7 +211,7 @@ def _enrol_blobs(*, person: Person, outcomes: list[EnrolOutcome], blobs: list[by
                 _audit_enrol(person, outcomes, run_async=True, force=force, actor=actor, request_id=request_id)
         return outcomes
 
-    results = pipeline().analyze_bytes([blobs[i] for i in todo])
+    results = analyze_for_request([blobs[i] for i in todo])  # a request's: batched, 503 when overloaded
     with transaction.atomic():
         stored = False
         for i, result in zip(todo, results, strict=True):
@@ -234,7 +234,8 @@ def _enrol_blobs(*, person: Person, outcomes: list[EnrolOutcome], blobs: list[by
             outcomes[i].face = face
             stored = True
         if stored:
-            index_version_bump()
+            index_faces_changed(outcome.face.pk for outcome in outcomes if outcome.face is not None
+                                and not outcome.duplicate)
             _audit_enrol(person, outcomes, run_async=False, force=force, actor=actor, request_id=request_id)
     return outcomes
 
@@ -313,7 +314,7 @@ def face_encode_many(
                     errors.pop(face.pk, None)
                     continue
                 statuses[face.pk] = face.status
-            index_version_bump()
+            index_faces_changed(statuses)
             if statuses:
                 audit_record(actor=actor, action="face.encode", target_type="face", target_ids=list(statuses),
                              details={"statuses": statuses, "job_id": job_id or None}, request_id=request_id)

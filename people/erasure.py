@@ -13,7 +13,7 @@ from django.db import transaction
 
 from people.files import delete_files, face_files
 from people.hooks import person_erasing
-from people.index_version import index_version_bump
+from people.index_log import index_person_removed
 from people.models import Face, Person
 
 # Set on the instance by person_erase: the pre_delete receiver then knows the erasure has been done.
@@ -43,7 +43,7 @@ def person_erase(*, person: Person) -> dict[str, int]:
         for _receiver, counts in person_erasing.send(sender=Person, person=person):
             merge_counts(removed, counts)
         removed["admin_log_entries"] = _scrub_admin_log(person)
-        index_version_bump()
+        index_person_removed(person.pk)
         setattr(person, ERASED_FLAG, True)
         transaction.on_commit(lambda: delete_files(files, folders=folders))
     return removed
@@ -65,7 +65,7 @@ def erase_on_delete(sender, instance: Person, **kwargs) -> None:
     queryset, the shell) erases all the same, and leaves its audit record."""
     if getattr(instance, ERASED_FLAG, False):
         return
-    from audit.services import audit_record
+    from core.audit.services import audit_record
 
     removed = person_erase(person=instance)
     audit_record(actor=None, action="person.delete", target_type="person", target_ids=[instance.pk],

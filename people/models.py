@@ -129,16 +129,3 @@ def embedding_matrix(blobs: Sequence[bytes | memoryview]) -> np.ndarray:
     if not blobs:
         return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     return np.frombuffer(b"".join(bytes(b) for b in blobs), dtype="<f4").reshape(len(blobs), EMBEDDING_DIM)
-
-
-class IndexState(models.Model):
-    """One row: a counter bumped in every transaction that changes what the index holds.
-
-    The cache carries a copy for a cheap check; this row is the truth when the cache is
-    process-local or unreachable.
-    """
-
-    version = models.BigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"index version {self.version}"

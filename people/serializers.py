@@ -11,6 +11,24 @@ from people.quality import quality_dict
 from people.selectors import gallery_by_ref
 
 
+@extend_schema_field({"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 2})
+class ThresholdField(serializers.FloatField):
+    """A match threshold, a distance in (0, 2]: unit embeddings are at most 2 apart, and the
+    confidence divides by the threshold (0 was a ZeroDivisionError: a 500)."""
+
+    default_error_messages = {"positive": "Must be more than 0 (and at most 2)."}
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, min_value=0.0, max_value=2.0,
+                         help_text="Distance under which two faces match: more than 0, at most 2.", **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value > 0.0:
+            self.fail("positive")
+        return value
+
+
 class GallerySerializer(OneValuePerField, serializers.ModelSerializer):
     person_count = serializers.IntegerField(read_only=True, default=0)
 

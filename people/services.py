@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from people.enrolment import (  # noqa: F401 - enrolment lives there; callers import it from here
     EnrolOutcome,
     face_encode_many,
@@ -20,7 +20,7 @@ from people.enrolment import (  # noqa: F401 - enrolment lives there; callers im
 from people.erasure import person_erase
 from people.files import delete_files as _delete_files
 from people.files import face_files as _face_files
-from people.index_version import index_version_bump
+from people.index_log import index_faces_changed, index_gallery_removed
 from people.models import Face, Gallery, Person
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def gallery_update(*, gallery: Gallery, actor=None, request_id: str = "", **fiel
 def gallery_delete(*, gallery: Gallery, actor=None, request_id: str = "") -> None:
     pk, slug = gallery.pk, gallery.slug
     gallery.delete()
-    index_version_bump()
+    index_gallery_removed(pk)
     audit_record(actor=actor, action="gallery.delete", target_type="gallery", target_ids=[pk],
                  details={"slug": slug}, request_id=request_id)
 
@@ -83,8 +83,7 @@ def person_update(
     details: dict = {"fields": sorted(fields)}
     if galleries is not None:
         galleries = list(galleries)
-        person.galleries.set(galleries)
-        index_version_bump()
+        person.galleries.set(galleries)  # logged for the index by people.index_log.memberships_changed
         details["galleries"] = sorted(g.pk for g in galleries)
     audit_record(actor=actor, action="person.update", target_type="person", target_ids=[person.pk],
                  details=details, request_id=request_id)
@@ -110,7 +109,7 @@ def face_delete(*, face: Face, actor=None, request_id: str = "") -> None:
     files = _face_files([face])
     pk = face.pk
     face.delete()
-    index_version_bump()
+    index_faces_changed([pk])
     audit_record(actor=actor, action="face.delete", target_type="face", target_ids=[pk],
                  details={"person_id": face.person_id}, request_id=request_id)
     transaction.on_commit(lambda: _delete_files(files))

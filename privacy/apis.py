@@ -12,8 +12,8 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
 from core.apis import BODY_ERRORS, ErrorSerializer, errors
+from core.audit.services import audit_context
 from core.permissions import IsStaff
 from people.models import Person
 from people.selectors import gallery_resolve
@@ -88,6 +88,7 @@ class GalleryImportApi(APIView):
     manifest, each photo's checksum and decoding, external_id conflicts), then written in one
     transaction; a refusal leaves nothing behind."""
 
+    engine_bound = True  # decodes every photo with the engine's decoder: the engine lane (config/asgi.py)
     permission_classes = [IsStaff]
     parser_classes = [MultiPartParser]
 

@@ -16,7 +16,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from events.models import Event
 from events.serializers import EventSerializer
 from people.engine import embedding_model_id

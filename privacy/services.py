@@ -20,13 +20,13 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
 from face_engine.types import ImageError
 from jobs.services import batch_generate_encodings
 from people.engine import embedding_model_id, pipeline
 from people.files import delete_files
-from people.index_version import index_version_bump
+from people.index_log import index_faces_changed
 from people.models import Face, Gallery, Person
 from privacy.archive import Limits, open_checked, read_entry
 from privacy.manifest import MANIFEST, Manifest, manifest_parse, refused
@@ -160,6 +160,7 @@ def _write(archive, manifest: Manifest, sizes: dict, qualities: dict, limits: Li
             galleries = _galleries(manifest, result)
             now = timezone.now()
             pending: list[int] = []
+            imported: list[int] = []
             for i, item in enumerate(manifest.people):
                 person = Person.objects.create(name=item.name, external_id=item.external_id, metadata=item.metadata)
                 if item.galleries:
@@ -187,6 +188,7 @@ def _write(archive, manifest: Manifest, sizes: dict, qualities: dict, limits: Li
                         # do not refuse (the source service accepted it once); its largest face counts.
                         face.quality_forced = True
                     face.save()
+                    imported.append(face.pk)
                     result.faces += 1
                     if face.status == Face.Status.ENCODED:
                         result.encoded += 1
@@ -197,7 +199,7 @@ def _write(archive, manifest: Manifest, sizes: dict, qualities: dict, limits: Li
             if pending:
                 result.job_id = str(batch_generate_encodings(pending, largest=True, user=actor,
                                                              request_id=request_id).pk)
-            index_version_bump()
+            index_faces_changed(imported)
             audit_record(actor=actor, action="gallery.import", target_type="person",
                          target_ids=sorted(result.mapping.values()), request_id=request_id,
                          details={"model_id": manifest.model_id, "same_model": same_model, "faces": result.faces,

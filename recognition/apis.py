@@ -11,9 +11,10 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
+from core.audit.services import audit_context
 from core.errors import ServiceError, error_body
+from core.index.holder import index_cache
 from core.permissions import IsAuthenticatedUser, IsStaff
 from face_engine.types import ImageError
 from jobs.services import batch_generate_encodings, regenerate_all_encodings
@@ -21,7 +22,6 @@ from people.models import Face
 from people.selectors import gallery_resolve
 from people.services import read_upload
 from recognition import services
-from recognition.index_cache import index_cache
 from recognition.serializers import (
     BatchRecognizeInputSerializer,
     CacheActionSerializer,
@@ -46,6 +46,7 @@ def _options(data) -> services.RecognizeOptions:
 
 
 class RecognizeApi(APIView):
+    engine_bound = True  # runs the face engine on the request path: the engine lane (config/asgi.py)
     permission_classes = [IsAuthenticatedUser]
     parser_classes = [MultiPartParser]
 
@@ -64,6 +65,7 @@ class RecognizeApi(APIView):
 
 
 class BatchRecognizeApi(APIView):
+    engine_bound = True  # runs the face engine on the request path: the engine lane (config/asgi.py)
     permission_classes = [IsAuthenticatedUser]
     parser_classes = [MultiPartParser]
 
@@ -105,6 +107,7 @@ class BatchRecognizeApi(APIView):
 
 
 class VerifyApi(APIView):
+    engine_bound = True  # runs the face engine on the request path: the engine lane (config/asgi.py)
     permission_classes = [IsAuthenticatedUser]
     parser_classes = [MultiPartParser]
 
@@ -134,7 +137,8 @@ class CacheApi(APIView):
         serializer.is_valid(raise_exception=True)
         if serializer.validated_data["action"] == "reload":
             loaded = len(index_cache.reload())
-            message = f"Index reloaded: {loaded} encodings."
+            message = (f"Index rebuild asked of every process (each rebuilds in the background); "
+                       f"{loaded} encodings answering here now.")
         else:
             index_cache.clear()
             loaded = 0

@@ -7,27 +7,10 @@ from rest_framework import serializers
 from core.ids import ID_RULE, IdRelatedField, parse_id
 from core.parsers import OneValuePerField, refuse_repeated
 from people.models import Person
+from people.serializers import ThresholdField
 
 # The most face ids one encoding job may name (a longer IN list overflows SQLite's parameters).
 MAX_SCOPE_IDS = 10000
-
-
-@extend_schema_field({"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 2})
-class ThresholdField(serializers.FloatField):
-    """A match threshold, a distance in (0, 2]: unit embeddings are at most 2 apart, and the
-    confidence divides by the threshold (0 was a ZeroDivisionError: a 500)."""
-
-    default_error_messages = {"positive": "Must be more than 0 (and at most 2)."}
-
-    def __init__(self, **kwargs):
-        super().__init__(required=False, min_value=0.0, max_value=2.0,
-                         help_text="Distance under which two faces match: more than 0, at most 2.", **kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not value > 0.0:
-            self.fail("positive")
-        return value
 
 
 class _Options(OneValuePerField, serializers.Serializer):

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
+from core.index.holder import index_cache
 from core.metrics import metrics
 from face_engine.matching import confidence, distance, is_match
 from face_engine.types import Face as EngineFace
 from face_engine.types import ImageError, ImageFaces, Match
-from people.engine import checked_distance_threshold, pipeline
+from people.engine import analyze_for_request, checked_distance_threshold, pipeline
 from people.models import Face, Gallery, Person, embedding_matrix
-from recognition.index_cache import index_cache
 from unknowns.recognition import KeptFace, keep_faces
 
 UNKNOWN = "unknown"
@@ -90,7 +90,7 @@ def recognize_images(
     the people recognised.
     """
     threshold = options.resolved_threshold()
-    results = pipeline().analyze_bytes(blobs)
+    results = analyze_for_request(blobs)  # batched with other requests' images; 503 when overloaded
     index = index_cache.get()
     good = [r for r in results if isinstance(r, ImageFaces)]
     queries = [face.embedding for r in good for face in r.faces]
@@ -163,7 +163,7 @@ def _image_response(faces: list[dict], timings: dict[str, float]) -> dict:
 
 
 def _largest_embedding(data: bytes, what: str) -> np.ndarray:
-    result = pipeline().analyze_bytes([data])[0]
+    result = analyze_for_request([data])[0]
     if isinstance(result, ImageError):
         raise ServiceError(result.code, f"{what}: {result.message}", status_code=result.status)
     if result.largest is None:

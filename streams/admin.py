@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
-from audit.services import audit_context
+from core.audit.services import audit_context
 from core.errors import ServiceError
 from face_engine.live.source_url import redact
 from streams import services

@@ -9,10 +9,10 @@ import numpy as np
 from django.conf import settings
 from django.db import DatabaseError
 
+from core.index.holder import index_cache
 from face_engine.index import GalleryIndex
 from face_engine.live.appearances import Candidate, MatchFn, VotePolicy
 from people.models import Person
-from recognition.index_cache import index_cache
 
 logger = logging.getLogger(__name__)
 CANDIDATES = 3  # the nearest people per face: the vote needs the runner-up's distance

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
 from face_engine.live.source_url import SourceError, parse_source, redact
 from people.models import Gallery

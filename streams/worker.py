@@ -222,6 +222,11 @@ class CameraWorker:
             if unknown.sightings or unknown.clusters:
                 logger.info("retention: %d unknown sightings' crops and %d unknown clusters deleted",
                             unknown.sightings, unknown.clusters)
+            from core.index.log import index_log_compact
+
+            compacted = index_log_compact()["index_changes"]
+            if compacted:
+                logger.info("retention: %d changes of the index log compacted", compacted)
 
     def _start(self, camera: Camera) -> None:
         runner = CameraRunner(camera, loop=self.loop, writer=self.writer)

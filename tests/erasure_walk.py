@@ -143,7 +143,7 @@ def index_hits(trace: Trace, *, fresh_env: dict[str, str] | None = None) -> list
     of their embeddings: the person never comes back."""
     import numpy as np
 
-    from recognition.index_cache import index_cache
+    from core.index.holder import index_cache
 
     found = []
     index = index_cache.get()
@@ -155,8 +155,8 @@ def index_hits(trace: Trace, *, fresh_env: dict[str, str] | None = None) -> list
         vectors = [base64.b64encode(blob).decode() for blob in trace.embeddings]
         program = (
             "import base64, json, sys, django, numpy as np; django.setup();"
-            "from recognition.index_cache import load_index;"
-            "index = load_index(); ask = json.loads(sys.stdin.read());"
+            "from core.index.holder import build_index;"
+            "index = build_index(); ask = json.loads(sys.stdin.read());"
             "q = np.stack([np.frombuffer(base64.b64decode(v), dtype='<f4') for v in ask]).astype(np.float32);"
             "found = {m.person_id for ms in index.search(q, k=50, negatives=False) for m in ms};"
             "print(json.dumps(sorted(found | set(index.person_ids.tolist()))))"

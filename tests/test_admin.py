@@ -15,12 +15,12 @@ from django.test import Client
 from django.urls import reverse
 
 from conftest import TEST, TRAIN, upload
+from core.index.holder import index_cache
+from core.index.log import db_index_seq
 from jobs.backends import wait_idle
 from jobs.models import Job
-from people.index_version import db_index_version
 from people.models import Face, Gallery, Person
 from people.services import face_enroll, person_create
-from recognition.index_cache import index_cache
 from recognition.services import RecognizeOptions, recognize_images
 
 FACES = "/admin/people/face/"
@@ -314,7 +314,7 @@ def test_person_actions_encode_their_faces(browser, people):
 def test_reload_index_reports_the_encodings(browser, people):
     unencode(people["obama"].faces.get())  # pending faces are not searchable
     response = run_action(browser, FACES, "reload_index", [people["biden"].faces.get().pk])
-    assert "Index reloaded: 2 encodings." in messages_of(response)
+    assert "Index rebuild asked of every process; 2 encodings answering here now." in messages_of(response)
     assert index_cache.size == 2
 
 
@@ -395,7 +395,7 @@ def test_adding_a_person_to_a_gallery_in_the_admin_makes_them_findable_there(bro
 
 def test_bulk_deleting_galleries_moves_the_index_version(browser, db):
     galleries = [Gallery.objects.create(name=n, slug=n) for n in ("a", "b")]
-    before = db_index_version()
+    before = db_index_seq()
     run_action(browser, GALLERIES, "delete_selected", [g.pk for g in galleries], post="yes")
     assert not Gallery.objects.exists()
-    assert db_index_version() > before
+    assert db_index_seq() > before

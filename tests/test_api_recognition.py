@@ -156,7 +156,8 @@ def test_verify_errors(user_client, people, tmp_path):
 
 def test_index_cache_reload_and_clear(staff_client, people):
     reload = staff_client.post("/api/faces/cache/", {"action": "reload"}, format="json").json()
-    assert reload == {"success": True, "message": "Index reloaded: 5 encodings.", "encodings_loaded": 5}
+    assert reload["success"] is True and reload["encodings_loaded"] == 5
+    assert reload["message"].startswith("Index rebuild asked of every process")
     clear = staff_client.post("/api/faces/cache/", {"action": "clear"}, format="json").json()
     assert clear["success"] is True and clear["encodings_loaded"] == 0
     # Cleared means rebuilt on the next use, not emptied for good.
@@ -172,7 +173,7 @@ def test_stats_count_each_stage(user_client, people):
     recognize(user_client, TEST / "obama1.jpg")
     recognize(user_client, TEST / "kit_with_rose.jpg")
     stats = user_client.get("/api/stats/").json()
-    assert stats["index"] == {"faces": 5, "people": 5}
+    assert (stats["index"]["faces"], stats["index"]["people"], stats["index"]["rebuilds"]) == (5, 5, 0)
     for stage in ("decode", "detect", "landmarks", "embed", "search"):
         figures = stats["stages"][stage]
         assert figures["count"] == 2

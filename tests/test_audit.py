@@ -13,9 +13,9 @@ from django.db.models import Max
 from django.test import Client
 from django.utils import timezone
 
-from audit.models import AuditRecord
-from audit.services import audit_record
 from conftest import MISC, TEST, TRAIN, enrol_folder, make_client, upload
+from core.audit.models import AuditRecord
+from core.audit.services import audit_record
 from people.models import Face, Gallery, Person
 from people.services import face_enroll, person_create, person_delete
 

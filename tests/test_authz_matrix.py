@@ -110,7 +110,7 @@ def rows(db, engine, settings, tmp_path):
     """One real row of everything a route's <pk> names; returns {name: pk} and the secrets."""
     import numpy as np
 
-    from audit.services import audit_record
+    from core.audit.services import audit_record
     from events.services import event_upsert
     from jobs.models import Job
     from people.models import Face

@@ -43,7 +43,7 @@ def test_the_index_version_travels_through_redis(settings, db):
     """With the real Redis as the cache, a published version is what every process reads."""
     from django.core.cache import cache
 
-    from people.index_version import CACHE_KEY, _publish, current_index_token
+    from core.index.log import CACHE_KEY, _publish, current_index_token
 
     settings.CACHES = {"default": {**DEAD_REDIS["default"], "LOCATION": "redis://127.0.0.1:6379/14"}}
     cache.delete(CACHE_KEY)
@@ -60,15 +60,15 @@ def test_a_write_the_cache_missed_is_seen_within_the_db_check_interval(settings,
     process's token at the next database check, not only at the next published write."""
     from django.core.cache import cache
 
-    from people.index_version import CACHE_KEY, current_index_token
-    from people.models import IndexState
+    from core.index.log import CACHE_KEY, current_index_token
+    from core.models import IndexLogState
 
     settings.CACHES = {"default": {**DEAD_REDIS["default"], "LOCATION": "redis://127.0.0.1:6379/14"}}
     cache.set(CACHE_KEY, "c-steady", timeout=None)
     try:
         settings.INDEX_DB_CHECK_SECONDS = 3600
         before = current_index_token()
-        IndexState.objects.update_or_create(pk=1, defaults={"version": 10_000})  # bumped, never published
+        IndexLogState.objects.update_or_create(pk=1, defaults={"seq": 10_000})  # bumped, never published
         assert current_index_token() == before  # not checked again yet: the cache's token is unchanged
         settings.INDEX_DB_CHECK_SECONDS = 0
         after = current_index_token()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 from core.errors import ServiceError
 from people.services import gallery_create
 from streams import services

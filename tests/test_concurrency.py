@@ -38,9 +38,9 @@ def test_the_same_photo_enrolled_concurrently_is_stored_once(engine):
 
 
 def test_concurrent_enrolments_of_different_people_are_all_kept(engine):
+    from core.index.holder import index_cache
     from people.models import Face
     from people.services import face_enroll, person_create
-    from recognition.index_cache import index_cache
 
     photos = [TRAIN / "obama" / "obama.jpg", TRAIN / "biden" / "biden.jpg",
               TRAIN / "rose_leslie" / "img1.jpg", MISC / "lin-manuel-miranda.png"]

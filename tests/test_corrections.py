@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from audit.models import AuditRecord
 from conftest import TRAIN, upload
+from core.audit.models import AuditRecord
 from corrections.models import NegativeFace
 from events.models import Event
 from people.models import Person
@@ -290,10 +290,13 @@ def test_a_negative_outlives_its_source_event(aaron, engine, staff_client, user_
 def test_negatives_of_another_model_are_not_loaded(aaron, engine, staff_client, user_client):
     event = closed_event(engine, BRENDAN[0], aaron)
     assert correct(staff_client, event=event.pk, verdict="not").status_code == 201
-    from people.index_version import index_version_bump
+    from django.db import transaction
 
-    NegativeFace.objects.update(model="another-model/v0")
-    index_version_bump()
+    from corrections.index_log import index_negatives_changed
+
+    with transaction.atomic():
+        NegativeFace.objects.update(model="another-model/v0")
+        index_negatives_changed(NegativeFace.objects.values_list("pk", flat=True))
     assert recognise(user_client, BRENDAN[1]) == "Aaron Peirsol"
 
 

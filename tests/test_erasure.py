@@ -168,7 +168,7 @@ def delete(path: str, pk: int, staff_client, client) -> None:
 @pytest.mark.parametrize("path", ["api", "admin", "queryset"])
 def test_an_erased_person_is_found_nowhere_and_the_other_keeps_everything(
         path, staff_client, browser, engine, media, settings):
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from people.models import Person
 
     ids = scenario(staff_client)
@@ -206,7 +206,7 @@ def test_the_walk_finds_what_it_looks_for(staff_client, engine, media):
     embedding copied into another row, a copy of a photo, a cache entry."""
     from django.core.cache import cache
 
-    from audit.services import audit_record
+    from core.audit.services import audit_record
     from people.models import Face, Person
     from people.services import face_enroll, person_create
 

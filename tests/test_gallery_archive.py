@@ -106,7 +106,7 @@ def gallery(db, engine):
 # ---- the round trips -----------------------------------------------------------------------------
 
 def test_export_erase_import_is_the_same_gallery(staff_client, gallery, media):
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from people.models import Gallery, Person
 
     before, answers = snapshot(), recognitions(staff_client)
@@ -330,7 +330,7 @@ def _without(data: bytes, name: str) -> bytes:
 
 
 def nothing_written(before_media: dict, media: Path) -> None:
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from jobs.models import Job
     from people.models import Face, Gallery, Person
 

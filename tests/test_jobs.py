@@ -105,7 +105,7 @@ def test_a_job_resumes_where_it_stopped(engine):
 def test_a_batch_committed_by_another_run_of_the_job_is_not_redone(engine, monkeypatch):
     """A broker may hand a job still running to a second worker: the run that finds the job's
     progress moved under it gives its batch up, so each face is encoded once by the job."""
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from jobs import services
     from jobs.models import Job
     from people.models import Face

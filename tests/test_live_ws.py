@@ -245,7 +245,7 @@ def test_bad_frames_and_messages_leave_the_connection_up(user, settings):
 
 
 def test_enrol_by_staff_stores_a_face_and_refuses_others(engine, staff, user):
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from people.models import Face
     from people.services import person_create
 

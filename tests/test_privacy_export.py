@@ -66,7 +66,7 @@ def archive_of(response) -> zipfile.ZipFile:
 
 
 def test_a_person_export_holds_all_their_data_and_only_theirs(staff_client, ada):
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from events.models import Event
     from people.models import Face
 

@@ -121,7 +121,7 @@ def test_the_training_photos_pass_and_show_their_quality_record(staff_client, en
 
 
 def test_force_stores_a_bad_photo_with_warnings(staff_client, person, engine):
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
 
     response = staff_client.post(_url(person), {"image": _file(bad_photo("cut_off")), "force": "true"})
     assert response.status_code == 201

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 from tests.ws_client import Communicator
 
 TOKEN = "/api/auth/token/"

@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image
 
-from audit.models import AuditRecord
 from conftest import MISC, TEST, TRAIN, upload
+from core.audit.models import AuditRecord
 from events.models import Event
 from face_engine.live.appearances import crop_around, sharpness
 from people.models import Face, Person

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 from people.models import Person
 from streams.models import Camera
 from tests import webhook_support as support

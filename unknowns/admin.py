@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from audit.services import audit_context
+from core.audit.services import audit_context
 from core.errors import ServiceError
 from people.models import Gallery, Person
 from unknowns import services

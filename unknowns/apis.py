@@ -10,8 +10,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
 from core.apis import BODY_ERRORS, ErrorSerializer, errors
+from core.audit.services import audit_context
 from core.errors import ServiceError
 from core.files import private_file
 from core.pagination import PageNumberPagination
@@ -76,6 +76,7 @@ class ClusterDetailApi(APIView):
 
 
 class ClusterNameApi(APIView):
+    engine_bound = True  # runs the face engine on the request path (it enrols): the engine lane (config/asgi.py)
     permission_classes = [IsStaff]
     parser_classes = [JSONParser]
 

@@ -26,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
 from core.files import delete_stored
 from events.models import Event

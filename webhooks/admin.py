@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from webhooks import services
 from webhooks.models import KINDS, PHASES, Delivery, Subscription
 

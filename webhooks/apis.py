@@ -9,8 +9,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from audit.services import audit_context
 from core.apis import BODY_ERRORS, errors
+from core.audit.services import audit_context
 from core.pagination import PageNumberPagination
 from core.permissions import IsStaff
 from webhooks import selectors, services

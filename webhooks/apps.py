@@ -8,16 +8,19 @@ class WebhooksConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete
 
+        from core.exposition import register_scrape_reader
         from events.hooks import event_recorded
         from people.hooks import person_erasing
         from people.models import Person
         from streams.models import Camera
         from webhooks.erasure import erase_person_deliveries
+        from webhooks.metrics import webhook_deliveries
         from webhooks.models import Subscription
         from webhooks.receivers import on_event_recorded
         from webhooks.selectors import routes_changed
         from webhooks.services import subscriptions_detach
 
+        register_scrape_reader(webhook_deliveries)
         event_recorded.connect(on_event_recorded, dispatch_uid="webhooks.deliver")
         person_erasing.connect(erase_person_deliveries, sender=Person, dispatch_uid="webhooks.erase_person")
         pre_delete.connect(lambda instance, **kwargs: subscriptions_detach(person_id=instance.pk), sender=Person,

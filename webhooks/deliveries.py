@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.prometheus import WEBHOOK_DELAY, WEBHOOK_DELIVERIES, WEBHOOK_SECONDS
 from events.models import Event
 from events.payloads import event_payload

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
-from audit.services import audit_record
+from core.audit.services import audit_record
 from core.errors import ServiceError
 from people.models import Person
 from streams.models import Camera

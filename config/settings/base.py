@@ -42,7 +42,7 @@ INSTALLED_APPS = [
     "people",
     "recognition",
     "jobs",
-    "audit",
+    "core.audit",  # label "audit": the trail every write records into
     "channels",
     "streams",
     "events",
@@ -205,6 +205,39 @@ MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 32)
 # hundreds): Django refuses more with a 400, as it refuses files past DATA_UPLOAD_MAX_NUMBER_FILES.
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000)
 
+# ---- Serving: how one process runs its views (config/asgi.py, core/serving/; docs/operations.md,
+# "How a process serves") ----
+# Two lanes of threads per process: the light lane for every view that does not run the face
+# engine on the request path (CRUD, auth, health, jobs, events, the admin), the engine lane for the
+# views that do (recognise, batch, verify, synchronous enrolment, corrections' and unknowns'
+# enrolments, gallery import). A busy thread holds at most one database connection, and an engine
+# view gives its own back while it waits for the engine.
+SERVING_LIGHT_THREADS = env_int("SERVING_LIGHT_THREADS", 4)
+SERVING_ENGINE_THREADS = env_int("SERVING_ENGINE_THREADS", 0)  # 0: twice the engine's batch, at least 8
+# How much lower the engine's threads run (a nice increment, Linux; 0: as the rest), so that the
+# light lane and the event loop keep the CPU while recognitions saturate it.
+SERVING_ENGINE_NICE = env_int("SERVING_ENGINE_NICE", 10)
+# The engine's queue (people/engine.py, core/serving/batcher.py): the images of concurrent requests
+# go into one engine call of at most RECOGNITION_BATCH_MAX_IMAGES images (a request with more runs
+# alone), which waits at most RECOGNITION_BATCH_WAIT_MS after its first request for more. A request
+# that would wait longer than RECOGNITION_MAX_WAIT_MS for its batch to start (estimated from the
+# images ahead and the recent batches' throughput), or that finds RECOGNITION_QUEUE_MAX requests
+# already waiting, is answered 503 overloaded at once, with Retry-After.
+RECOGNITION_BATCH_MAX_IMAGES = env_int("RECOGNITION_BATCH_MAX_IMAGES", 0)  # 0: by device (people/engine.py)
+RECOGNITION_BATCH_WAIT_MS = env_float("RECOGNITION_BATCH_WAIT_MS", 5.0)
+RECOGNITION_MAX_WAIT_MS = env_float("RECOGNITION_MAX_WAIT_MS", 2000.0)
+RECOGNITION_QUEUE_MAX = env_int("RECOGNITION_QUEUE_MAX", 32)
+for _name in ("SERVING_LIGHT_THREADS", "RECOGNITION_QUEUE_MAX"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be 1 or more, got {globals()[_name]}")
+for _name in ("SERVING_ENGINE_THREADS", "RECOGNITION_BATCH_MAX_IMAGES"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 (automatic) or more, got {globals()[_name]}")
+if not 0 <= SERVING_ENGINE_NICE <= 19:
+    raise ImproperlyConfigured(f"SERVING_ENGINE_NICE must be 0 to 19, got {SERVING_ENGINE_NICE}")
+if RECOGNITION_BATCH_WAIT_MS < 0 or RECOGNITION_MAX_WAIT_MS <= 0:
+    raise ImproperlyConfigured("RECOGNITION_BATCH_WAIT_MS must be 0 or more and RECOGNITION_MAX_WAIT_MS more than 0")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "core.authentication.BearerTokenAuthentication",
@@ -248,6 +281,11 @@ SPECTACULAR_SETTINGS = {
 # Each process checks the database's index version at least this often, besides the shared cache's
 # token: a write whose announcement the cache missed (an outage) is seen everywhere within it.
 INDEX_DB_CHECK_SECONDS = env_int("INDEX_DB_CHECK_SECONDS", 5)
+# The index change log (core.index): changes carrying embeddings are kept this long, removals and
+# gallery changes far longer (a process behind the first rebuilds in the background while applying
+# removals; behind the second it refuses recognition until rebuilt). Compacted hourly.
+INDEX_LOG_RETENTION_HOURS = env_int("INDEX_LOG_RETENTION_HOURS", 24)
+INDEX_LOG_REMOVALS_RETENTION_DAYS = env_int("INDEX_LOG_REMOVALS_RETENTION_DAYS", 30)
 
 # Live recognition (streams/, events/): WebSocket streams and camera workers.
 # The channel layer carries messages between ASGI processes: Redis when there is one.
@@ -416,6 +454,7 @@ if not 0 < UNKNOWN_CLUSTER_JOIN_DISTANCE <= 2:
 if UNKNOWN_NAME_MAX_FACES < 1:
     raise ImproperlyConfigured("UNKNOWN_NAME_MAX_FACES must be 1 or more")
 CELERY_BEAT_SCHEDULE["purge-unknowns"] = {"task": "unknowns.tasks.purge_unknowns", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["compact-index-log"] = {"task": "core.tasks.compact_index_log", "schedule": 3600.0}
 # The schema's name for a cluster's state (the cameras' "state" has another set of choices).
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["UnknownClusterStateEnum"] = (
     "unknowns.models.UnknownCluster.State")

@@ -164,21 +164,65 @@ class TorchJpegDecoder:
 class TorchExactSearch:
     """Exact L2 search as one matrix product on the device: ‖q‖² − 2·q·xᵀ + ‖x‖², then top-k.
 
-    Queries go in chunks so the distance matrix stays within ``chunk × rows`` floats."""
+    Rows are numbered in the order they are added and keep their number: ``add`` writes new rows
+    in place into a tensor of doubling capacity (no copy of the others but at a doubling), and
+    ``remove`` masks rows (an infinite norm) rather than shifting every row after them. Queries go
+    in chunks so the distance matrix stays within ``chunk × rows`` floats."""
 
     def __init__(self, vectors: np.ndarray, device: str, chunk: int = 256) -> None:
         self.device = torch.device(device)
-        self._x = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
-        self._norms = (self._x * self._x).sum(dim=1)
+        host = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        count = len(host)
+        # Room for writes, so the first one after a build does not copy every row (512 MB at 1M).
+        self._x = torch.zeros((count + count // 8 + 64, host.shape[1]), dtype=torch.float32, device=self.device)
+        self._x[:count] = host
+        self._norms = torch.full((len(self._x),), float("inf"), device=self.device)
+        self._norms[:count] = (self._x[:count] * self._x[:count]).sum(dim=1)
+        self._size = count  # rows in use, removed ones included
+        self._live = count
         self._chunk = chunk
+
+    def __len__(self) -> int:
+        return self._live
+
+    @torch.inference_mode()
+    def add(self, vectors: np.ndarray) -> None:
+        """Append rows, numbered on from the last one."""
+        rows = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)).to(self.device)
+        start, stop = self._size, self._size + len(rows)
+        if stop > len(self._x):
+            capacity = max(stop, 2 * len(self._x), 1024)
+            x = self._x.new_zeros((capacity, self._x.shape[1]))
+            norms = self._norms.new_full((capacity,), float("inf"))
+            x[:start], norms[:start] = self._x[:start], self._norms[:start]
+            self._x, self._norms = x, norms
+        self._x[start:stop] = rows
+        self._norms[start:stop] = (rows * rows).sum(dim=1)
+        self._size, self._live = stop, self._live + len(rows)
+
+    @torch.inference_mode()
+    def remove(self, rows: np.ndarray) -> None:
+        """Rows never returned again; absent or removed ones are ignored."""
+        index = torch.from_numpy(np.unique(np.asarray(rows, dtype=np.int64))).to(self.device)
+        index = index[(index >= 0) & (index < self._size)]
+        index = index[torch.isfinite(self._norms[index])]
+        self._norms[index] = float("inf")
+        self._x[index] = 0.0  # q·x stays finite: the distance is +inf, never NaN
+        self._live -= len(index)
+
+    @torch.inference_mode()
+    def get(self, rows: np.ndarray) -> np.ndarray:
+        index = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+        out: np.ndarray = self._x[index].cpu().numpy()
+        return out
 
     @torch.inference_mode()
     def search(self, queries: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(squared distances, row numbers), nearest first; only ``rows`` when given."""
-        x, norms = self._x, self._norms
+        """(squared distances, row numbers; -1 past the live rows), nearest first; only ``rows`` when given."""
+        x, norms = self._x[: self._size], self._norms[: self._size]
         allowed = None
         if rows is not None:
-            allowed = torch.from_numpy(rows).to(self.device)
+            allowed = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
             x, norms = x[allowed], norms[allowed]
         k = min(k, len(x))
         out_d, out_i = [], []
@@ -188,6 +232,7 @@ class TorchExactSearch:
             values, index = torch.topk(d, k, dim=1, largest=False)
             if allowed is not None:
                 index = allowed[index]
+            index[torch.isinf(values)] = -1
             out_d.append(values.clamp_min(0).cpu().numpy())
             out_i.append(index.cpu().numpy())
         return np.concatenate(out_d), np.concatenate(out_i).astype(np.int64)

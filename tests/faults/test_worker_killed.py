@@ -68,7 +68,7 @@ def _send(job_id: str, broker: str) -> None:
 
 def _encoded_by(job) -> Counter:
     """How many times the job encoded each face, from the `face.encode` audit records."""
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
 
     records = AuditRecord.objects.filter(action="face.encode", details__job_id=str(job.pk))
     return Counter(itertools.chain.from_iterable(r.target_ids for r in records))

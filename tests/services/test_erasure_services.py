@@ -41,7 +41,7 @@ def media(settings, tmp_path):
 
 def test_an_erasure_leaves_nothing_in_the_database_media_index_or_redis(staff_client, engine, media, settings,
                                                                          redis_cache):
-    from audit.models import AuditRecord
+    from core.audit.models import AuditRecord
     from people.models import Person
 
     ids = scenario(staff_client)

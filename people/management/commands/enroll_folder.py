@@ -11,8 +11,7 @@ from django.core.validators import validate_slug
 from django.db import transaction
 from tqdm import tqdm
 
-from audit.services import audit_record
-from people.index_version import index_version_bump
+from core.audit.services import audit_record
 from people.models import Gallery, Person
 from people.services import face_enroll, gallery_create, person_create, person_delete
 
@@ -104,8 +103,7 @@ class Command(BaseCommand):
         if person is None:
             return person_create(name=name, galleries=[gallery] if gallery else []), True
         if gallery is not None and not person.galleries.filter(pk=gallery.pk).exists():
-            person.galleries.add(gallery)
-            index_version_bump()  # this person's faces now answer searches in the gallery
+            person.galleries.add(gallery)  # logged for the index (people.index_log.memberships_changed)
             audit_record(actor=None, action="person.update", target_type="person", target_ids=[person.pk],
                          details={"fields": ["galleries"], "added_gallery_id": gallery.pk})
         return person, False

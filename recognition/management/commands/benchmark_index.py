@@ -13,10 +13,10 @@ import numpy as np
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from core.index.holder import build_index
 from face_engine.bench.search import synthetic_gallery
 from people.engine import embedding_model_id
 from people.models import Face, Person
-from recognition.index_cache import load_index
 
 
 class _Rollback(Exception):
@@ -48,12 +48,12 @@ class Command(BaseCommand):
                 written = time.perf_counter() - start
                 self.stdout.write(f"wrote {faces:,} faces of {len(people):,} people in {written:.1f} s")
                 start = time.perf_counter()
-                index = load_index()
+                index = build_index()
                 loaded = time.perf_counter() - start
                 self.stdout.write(f"loaded {len(index):,} embeddings from the database into the index "
                                   f"({'exact' if index.exact else 'IVF'}) in {loaded:.2f} s")
                 start = time.perf_counter()
-                index = load_index(index)
+                index = build_index(index)
                 self.stdout.write(f"rebuilt it after a write (the IVF cells reused) in "
                                   f"{time.perf_counter() - start:.2f} s")
                 queries = vectors[:1000]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 
 
 @admin.register(AuditRecord)

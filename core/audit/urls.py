@@ -1,6 +1,6 @@
 from django.urls import path
 
-from audit.apis import AuditListApi
+from core.audit.apis import AuditListApi
 
 urlpatterns = [
     path("", AuditListApi.as_view(), name="audit-list"),

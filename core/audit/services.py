@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 
 REQUEST_ID_MAX = AuditRecord._meta.get_field("request_id").max_length
 

@@ -5,7 +5,7 @@ from datetime import datetime
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 
 
 def audit_list(

@@ -1,9 +1,9 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework.views import APIView
 
-from audit.selectors import audit_list
-from audit.serializers import AuditFilterSerializer, AuditRecordSerializer
 from core.apis import errors
+from core.audit.selectors import audit_list
+from core.audit.serializers import AuditFilterSerializer, AuditRecordSerializer
 from core.pagination import PageNumberPagination
 from core.permissions import IsStaff
 

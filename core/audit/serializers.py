@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from audit.models import AuditRecord
+from core.audit.models import AuditRecord
 from core.ids import IdField
 from core.parsers import OneValuePerField
 
