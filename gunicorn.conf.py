@@ -16,15 +16,18 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["FACEREC_PROMETHEUS_TEMP_DIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]  # removed on exit
 
 # ASGI under uvicorn's worker class: plain HTTP and the live WebSockets on the same port. Each
-# process runs one Django view at a time (config/asgi.py says why); uploads and answers stream
-# without holding it.
+# process runs its views on two bounded pools of threads, a light one (SERVING_LIGHT_THREADS) and
+# one for the views that run the face engine (SERVING_ENGINE_THREADS), whose images one engine
+# call per batch analyses, behind a bounded queue (RECOGNITION_*: 503 overloaded past it);
+# config/asgi.py and docs/operations.md ("How a process serves") say why. Uploads and answers
+# stream without holding a thread. Size `workers` to the cores: each process's engine uses them all.
 wsgi_app = "config.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Timeouts (docs/operations.md states them all). A worker that stops answering gunicorn's heartbeat
-# for `timeout` seconds is killed and replaced (a view blocking its event loop: recognising a batch
-# of large images on a CPU can take a while); on a restart workers get `graceful_timeout` seconds to
+# for `timeout` seconds is killed and replaced (its event loop is stuck: the views run on the lanes'
+# threads, so a long recognition no longer holds the loop); on a restart workers get `graceful_timeout` seconds to
 # finish their requests; an idle kept-alive connection is closed after `keepalive` seconds (passed
 # to uvicorn as its --timeout-keep-alive). A request body must arrive within REQUEST_BODY_TIMEOUT
 # (config/asgi.py), whatever the worker.

@@ -70,7 +70,7 @@ class TwoLanes(ASGIHandler):
         if _engine_bound(request):
             refusal = lanes.engine_admission()
             if refusal is not None:
-                return _overloaded(refusal)
+                return _overloaded(request, refusal)
             lane = lanes.engine
         else:
             lane = lanes.light
@@ -203,13 +203,21 @@ def _engine_bound(request) -> bool:
     return bound is True or (bool(bound) and request.method in bound)
 
 
-def _overloaded(refusal):
-    """The 503 of a request refused before its view ran (every engine thread busy, the wait too long)."""
-    from core.errors import error_response
+def _overloaded(request, refusal):
+    """The 503 of a request refused before its view ran (the engine's queue would make it wait too
+    long, or is full): logged at warning level with its request id, as the request log would."""
+    import uuid
 
-    logger.warning("503 overloaded: %s", refusal.message)
+    from core.errors import error_response
+    from core.middleware import REQUEST_ID_HEADER, incoming_request_id
+
+    request_id = incoming_request_id(request) or uuid.uuid4().hex
+    logger.warning("%s %s 503 overloaded (%s)", request.method, request.path, refusal.reason,
+                   extra={"request_id": request_id, "method": request.method, "path": request.path, "status": 503,
+                          "reason": refusal.reason, "estimated_wait_ms": refusal.details["estimated_wait_ms"]})
     response = error_response(503, "overloaded", refusal.message, refusal.details)
     response["Retry-After"] = str(refusal.retry_after)
+    response[REQUEST_ID_HEADER] = request_id
     return response
 
 

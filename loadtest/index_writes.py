@@ -263,7 +263,7 @@ def recognition_under_writes(args: argparse.Namespace, env: dict[str, str],
                              processes: list[subprocess.Popen]) -> dict:
     import requests
 
-    from loadtest.run import free_port
+    from loadtest.stack import free_port
 
     port = free_port()
     server_env = {**env, "WEB_CONCURRENCY": "1", "GUNICORN_BIND": f"127.0.0.1:{port}"}

@@ -3,7 +3,7 @@ saturate the machine, the recognitions per second against the engine's own batch
 the 503s.
 
     .venv/bin/python loadtest/serving_bench.py [--clients 50] [--seconds 60] [--workers 2]
-        [--env RECOGNITION_MAX_WAIT_MS=1000 ...] [--baseline] [--database-url postgres://...]
+        [--env RECOGNITION_MAX_WAIT_MS=1000 ...] [--baseline REV] [--database-url postgres://...]
 
 It measures the engine first, alone (``pipeline().analyze_bytes`` on batches of the probe photos,
 one process), then starts the production server as loadtest/run.py does (gunicorn with
@@ -13,8 +13,8 @@ answer's worker), on a throw-away SQLite database (or a fresh PostgreSQL one wit
 recognising the photos of tests/data/people/test and one thread creating people (POST
 /api/people/, JSON) one after the other. A refused recognition (503) must carry Retry-After and
 the code "overloaded"; its client waits that long. Every recognition answered must name the
-people it named before the load. --baseline runs the code of the last commit (git archive HEAD)
-instead of the working tree: what serving was before the change under test.
+people it named before the load. --baseline REV serves the code of a git revision (git archive)
+instead of the working tree: serving as it was before a change.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
@@ -50,12 +51,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument("--person-pause", type=float, default=0.5, help="seconds between two creations (0.5)")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server (repeatable)")
-    parser.add_argument("--baseline", action="store_true", help="serve the last commit's code instead")
+    parser.add_argument("--baseline", metavar="REV", help="serve this git revision's code instead (git archive)")
     parser.add_argument("--database-url", default="", help="a PostgreSQL server URL: a fresh database on it")
     parser.add_argument("--engine-batch", type=int, default=8, help="batch of the engine-alone figure (8)")
     parser.add_argument("--engine-seconds", type=float, default=20, help="seconds of the engine-alone figure")
     parser.add_argument("--no-engine", action="store_true", help="skip the engine-alone figure")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--quiet-wait", type=float, default=600, help="longest wait for a quiet machine (600 s)")
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -81,11 +83,9 @@ def engine_only(batch: int, seconds: float) -> None:
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "max": None}
     array = np.asarray(values) * 1000.0
-    return {"p50": float(np.percentile(array, 50)), "p95": float(np.percentile(array, 95)),
-            "p99": float(np.percentile(array, 99)), "max": float(array.max())}
+    return {f"p{q}" if q < 100 else "max": float(np.percentile(array, q)) if values else None
+            for q in (50, 95, 99, 100)}
 
 
 class Server:
@@ -95,7 +95,8 @@ class Server:
         if args.baseline:
             self.code = self.dir / "code"
             self.code.mkdir()
-            archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True).stdout
+            archive = subprocess.run(["git", "archive", args.baseline], cwd=ROOT, capture_output=True,
+                                     check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(self.code)], input=archive, check=True)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -113,15 +114,12 @@ class Server:
             "PYTHONPATH": str(self.code),
         })
         if self.admin_url:
-            import psycopg
-
             self.database = f"facerec_serving_{secrets.token_hex(3)}"
-            with psycopg.connect(f"{self.admin_url}/postgres", autocommit=True) as admin:
-                admin.execute(f'CREATE DATABASE "{self.database}"')
+            self.admin_sql(f'CREATE DATABASE "{self.database}"')
             self.env["DATABASE_URL"] = f"{self.admin_url}/{self.database}"
         self.env.update(dict(item.split("=", 1) for item in args.env))
         (self.dir / "static").mkdir()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str, **extra: str) -> str:
         done = subprocess.run([sys.executable, "manage.py", *args], cwd=self.code, env={**self.env, **extra},
@@ -155,7 +153,7 @@ class Server:
         response = requests.post(f"{self.base}/api/auth/token/",
                                  json={"username": "bench", "password": "bench-pass-123"}, timeout=30)
         response.raise_for_status()
-        return response.json()["token"]
+        return str(response.json()["token"])
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -165,15 +163,18 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
         if self.database:
-            import psycopg
+            self.admin_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
-            with psycopg.connect(f"{self.admin_url}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+    def admin_sql(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{self.admin_url}/postgres", autocommit=True) as admin:
+            admin.execute(sql)
 
 
-def cpu_by_nice(master: int) -> Counter:
+def cpu_by_nice(master: int) -> dict[int, float]:
     """CPU seconds the server's processes (the master's children) have used, by thread nice value."""
-    found: Counter = Counter()
+    found: dict[int, float] = {}
     children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
     tick = os.sysconf("SC_CLK_TCK")
     for pid in children:
@@ -182,7 +183,8 @@ def cpu_by_nice(master: int) -> Counter:
                 fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            found[int(fields[16])] += (int(fields[11]) + int(fields[12])) / tick
+            nice = int(fields[16])
+            found[nice] = found.get(nice, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return found
 
 
@@ -206,7 +208,7 @@ def wait_quiet(limit: float = 0.25, longest: float = 600) -> float:
             return busy
 
 
-def labels(body: dict) -> list[str]:
+def labels(body: dict[str, Any]) -> list[str]:
     return sorted(face["label"] for face in body["faces"])
 
 
@@ -248,7 +250,7 @@ class Load:
         self.lock = threading.Lock()
         self.recognised: list[float] = []
         self.created: list[float] = []
-        self.refused = Counter()
+        self.refused: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.wrong = 0
         self.stop = threading.Event()
@@ -290,6 +292,7 @@ class Load:
                     if self.measured(began):
                         self.refused[response.json()["error"]["details"]["reason"]] += 1
                 self.stop.wait(int(retry) if retry.isdigit() else 1)
+                session.close()  # the server closes a connection idle past its keep-alive (5 s)
             else:
                 with self.lock:
                     self.errors[f"{response.status_code} {response.text[:80]}"] += 1
@@ -314,9 +317,9 @@ class Load:
             self.stop.wait(pause)
 
 
-def serving_stats(base: str, token: str, workers: int) -> dict[str, dict]:
+def serving_stats(base: str, token: str, workers: int) -> dict[str, dict[str, Any]]:
     """Each worker's /api/stats/ serving section (asked on new connections until every pid answered)."""
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     for _ in range(40 * workers):
         response = requests.get(f"{base}/api/stats/", headers={"Authorization": f"Bearer {token}",
                                                                "Connection": "close"}, timeout=60)
@@ -332,9 +335,9 @@ def main() -> int:
     if args.engine_only:
         engine_only(args.engine_batch, args.engine_seconds)
         return 0
-    figures: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": os.cpu_count()}
+    figures: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": os.cpu_count()}
     if not args.no_engine:
-        print(f"machine busy before the engine figure: {wait_quiet():.2f} cores", flush=True)
+        print(f"machine busy before the engine figure: {wait_quiet(longest=args.quiet_wait):.2f} cores", flush=True)
         done = subprocess.run([sys.executable, __file__, "--engine-only", "--engine-batch", str(args.engine_batch),
                                "--engine-seconds", str(args.engine_seconds)], cwd=ROOT, capture_output=True,
                               text=True, timeout=600, env={**os.environ, **dict(e.split("=", 1) for e in args.env)})
@@ -351,7 +354,7 @@ def main() -> int:
         admin.headers["Authorization"] = f"Bearer {token}"
         setup_gallery(server.base, admin)
         answers = expected(server.base, token, args.workers)
-        print(f"machine busy before the load: {wait_quiet():.2f} cores", flush=True)
+        print(f"machine busy before the load: {wait_quiet(longest=args.quiet_wait):.2f} cores", flush=True)
         start = time.monotonic() + args.ramp
         load = Load(server.base, token, answers, start, start + args.seconds)
         threads = [threading.Thread(target=load.recogniser, args=(i,), daemon=True) for i in range(args.clients)]
@@ -359,17 +362,16 @@ def main() -> int:
         for thread in threads:
             thread.start()
         time.sleep(args.ramp)
+        assert server.process is not None
         cpu_before, mine_before, machine_before = cpu_by_nice(server.process.pid), os.times(), machine_busy()
         time.sleep(args.seconds)
         cpu, mine, machine = cpu_by_nice(server.process.pid), os.times(), machine_busy()
-        cpu.subtract(cpu_before)
-        figures["server_cores_by_nice"] = {str(n): round(c / args.seconds, 2) for n, c in sorted(cpu.items())}
-        figures["client_cores"] = round((mine.user + mine.system - mine_before.user - mine_before.system)
-                                        / args.seconds, 2)
-        figures["machine_cores_busy"] = round((machine[0] - machine_before[0]) / (machine[1] - machine_before[1])
-                                              * (os.cpu_count() or 1), 2)
-        figures["other_cores"] = round(figures["machine_cores_busy"] - figures["client_cores"]
-                                       - sum(figures["server_cores_by_nice"].values()), 2)
+        figures["server_cores_by_nice"] = {str(n): round((c - cpu_before.get(n, 0.0)) / args.seconds, 2)
+                                           for n, c in sorted(cpu.items())}
+        client = (mine.user + mine.system - mine_before.user - mine_before.system) / args.seconds
+        busy = (machine[0] - machine_before[0]) / (machine[1] - machine_before[1]) * (os.cpu_count() or 1)
+        others = busy - client - sum(figures["server_cores_by_nice"].values())
+        figures.update(client_cores=round(client, 2), machine_cores_busy=round(busy, 2), other_cores=round(others, 2))
         load.stop.set()
         for thread in threads:
             thread.join(timeout=150)
@@ -384,7 +386,7 @@ def main() -> int:
         "wrong_answers": load.wrong,
     })
     print(f"\n== {args.clients} recognising clients + 1 creating people, {args.workers} workers, {args.seconds:.0f} s "
-          f"measured, {'BASELINE (HEAD)' if args.baseline else 'working tree'}, env {args.env or '-'} ==")
+          f"measured, {f'code of {args.baseline}' if args.baseline else 'working tree'}, env {args.env or '-'} ==")
     for kind in ("create_person_ms", "recognize_ms"):
         f = figures[kind]
         print(f"{kind[:-3]:15s} n={f['count']:5d}  " + "  ".join(

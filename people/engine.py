@@ -15,6 +15,7 @@ from core.serving import Batcher, Limits
 from face_engine.pipeline import FacePipeline
 from face_engine.registry import get_pipeline
 from face_engine.runtime import resolve
+from face_engine.settings import EngineSettings
 from face_engine.types import ImageError, ImageFaces
 
 
@@ -51,7 +52,7 @@ def default_batch_images() -> int:
     (FACE_ENGINE_MAX_BATCH_SIZE: the GPU's throughput grows with the batch); on the CPU two images
     per decoding and detecting thread (FACE_ENGINE_WORKERS, one per core): past that the throughput
     no longer grows, and every request of a batch waits for the whole batch (docs/performance.md)."""
-    engine = settings.FACE_ENGINE
+    engine: EngineSettings = settings.FACE_ENGINE
     if resolve(engine)[1] == "cuda":
         return engine.max_batch_size
     return 2 * (engine.workers or os.cpu_count() or 1)

@@ -206,27 +206,30 @@ MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 32)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000)
 
 # ---- Serving: how one process runs its views (config/asgi.py, core/serving/; docs/operations.md,
-# "How a process serves") ----
+# "How a process serves"; the defaults were measured by loadtest/serving_bench.py, docs/performance.md) ----
 # Two lanes of threads per process: the light lane for every view that does not run the face
 # engine on the request path (CRUD, auth, health, jobs, events, the admin), the engine lane for the
 # views that do (recognise, batch, verify, synchronous enrolment, corrections' and unknowns'
 # enrolments, gallery import). A busy thread holds at most one database connection, and an engine
-# view gives its own back while it waits for the engine.
+# view gives its own back while it waits for the engine, so DB_POOL_MAX needs no room for those.
 SERVING_LIGHT_THREADS = env_int("SERVING_LIGHT_THREADS", 4)
 SERVING_ENGINE_THREADS = env_int("SERVING_ENGINE_THREADS", 0)  # 0: twice the engine's batch, at least 8
-# How much lower the engine's threads run (a nice increment, Linux; 0: as the rest), so that the
-# light lane and the event loop keep the CPU while recognitions saturate it.
+# How much lower the engine's threads run (a nice increment, Linux; 0: as the rest): the light lane
+# and the event loop keep the CPU while recognitions saturate it (create person p50 36 ms against
+# 84 ms at 0, with 50 clients recognising on 2 cores).
 SERVING_ENGINE_NICE = env_int("SERVING_ENGINE_NICE", 10)
 # The engine's queue (people/engine.py, core/serving/batcher.py): the images of concurrent requests
-# go into one engine call of at most RECOGNITION_BATCH_MAX_IMAGES images (a request with more runs
-# alone), which waits at most RECOGNITION_BATCH_WAIT_MS after its first request for more. A request
-# that would wait longer than RECOGNITION_MAX_WAIT_MS for its batch to start (estimated from the
-# images ahead and the recent batches' throughput), or that finds RECOGNITION_QUEUE_MAX requests
-# already waiting, is answered 503 overloaded at once, with Retry-After.
-RECOGNITION_BATCH_MAX_IMAGES = env_int("RECOGNITION_BATCH_MAX_IMAGES", 0)  # 0: by device (people/engine.py)
+# go into one engine call of at most RECOGNITION_BATCH_MAX_IMAGES images (0: the engine's batch on a
+# GPU, two per core on the CPU; a request with more runs alone), which waits at most
+# RECOGNITION_BATCH_WAIT_MS after its first request for more. A request that would wait longer than
+# RECOGNITION_MAX_WAIT_MS for its batch to start (estimated from the images ahead of it and the
+# recent batches' throughput), or that finds RECOGNITION_QUEUE_MAX requests already waiting, is
+# answered 503 overloaded at once, with Retry-After; one whose wait passes the limit all the same
+# is answered so then. RECOGNITION_QUEUE_MAX is a backstop: on a CPU the wait binds long before it.
+RECOGNITION_BATCH_MAX_IMAGES = env_int("RECOGNITION_BATCH_MAX_IMAGES", 0)
 RECOGNITION_BATCH_WAIT_MS = env_float("RECOGNITION_BATCH_WAIT_MS", 5.0)
-RECOGNITION_MAX_WAIT_MS = env_float("RECOGNITION_MAX_WAIT_MS", 2000.0)
-RECOGNITION_QUEUE_MAX = env_int("RECOGNITION_QUEUE_MAX", 32)
+RECOGNITION_MAX_WAIT_MS = env_float("RECOGNITION_MAX_WAIT_MS", 1000.0)
+RECOGNITION_QUEUE_MAX = env_int("RECOGNITION_QUEUE_MAX", 64)
 for _name in ("SERVING_LIGHT_THREADS", "RECOGNITION_QUEUE_MAX"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be 1 or more, got {globals()[_name]}")

@@ -130,9 +130,9 @@ class Batcher(Generic[Item, Result]):
         one image each."""
         waiting = len(self._queue) + ahead
         if waiting >= self.limits.queue_max:
-            return Overloaded("queue_full", self._estimate_ms(size + ahead), waiting=waiting,
+            return Overloaded("queue_full", self._estimate_ms(size, ahead), waiting=waiting,
                               limit=self.limits.queue_max)
-        estimate = self._estimate_ms(size + ahead)
+        estimate = self._estimate_ms(size, ahead)
         if estimate > self.limits.max_wait_ms:
             return Overloaded("max_wait", estimate, limit=self.limits.max_wait_ms)
         return None
@@ -171,24 +171,25 @@ class Batcher(Generic[Item, Result]):
         seconds = sum(s for _, s in self._recent)
         return images / seconds if images and seconds > 0 else None
 
-    def _estimate_ms(self, size: int) -> float:
-        """The wait before a request of ``size`` images would start: what is left of the running
-        batch, then the batches that leave before its own (the queue packed as ``_next_batch``
-        packs it), at the recent throughput. 0 before any batch was measured."""
+    def _estimate_ms(self, size: int, ahead: int = 0) -> float:
+        """The wait before a request of ``size`` images would start, behind the queue and ``ahead``
+        more requests of one image: what is left of the running batch, then the batches that
+        leave before its own (packed as ``_next_batch`` packs them), at the recent throughput. 0
+        before any batch was measured."""
         rate = self._throughput()
         if rate is None:
             return 0.0
         left = 0.0
         if self._running_images:
             left = max(0.0, self._running_images / rate - (time.monotonic() - self._running_since))
-        ahead = packed = 0
-        for queued in self._queue:
-            if packed and packed + queued.size > self.limits.max_images:
-                ahead, packed = ahead + packed, 0
-            packed += queued.size
+        before = packed = 0
+        for images in [ticket.size for ticket in self._queue] + [1] * ahead:
+            if packed and packed + images > self.limits.max_images:
+                before, packed = before + packed, 0
+            packed += images
         if packed and packed + size > self.limits.max_images:
-            ahead += packed
-        return (left + ahead / rate) * 1000.0
+            before += packed
+        return (left + before / rate) * 1000.0
 
     def estimate_wait_ms(self, size: int = 1) -> float:
         with self._lock:
@@ -276,13 +277,15 @@ class Batcher(Generic[Item, Result]):
     def _execute(self, batch: list[_Ticket]) -> None:
         items = [item for ticket in batch for item in ticket.items]
         start = time.monotonic()
+        results: list[Any] | None = None
+        error: BaseException | None = None
         try:
-            results: list[Any] | None = list(self._run(items))
-            if len(results) != len(items):
-                raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)} items")
-            error: BaseException | None = None
+            answered = list(self._run(items))
+            if len(answered) != len(items):
+                raise RuntimeError(f"{self.name}: {len(answered)} results for {len(items)} items")
+            results = answered
         except Exception as exc:  # noqa: BLE001 - handed to the requests
-            results, error = None, exc
+            error = exc
         seconds = time.monotonic() - start
         with self._lock:
             self._running_images = 0

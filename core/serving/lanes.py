@@ -115,11 +115,12 @@ class Lanes:
             return self._engine
 
     def engine_admission(self) -> Overloaded | None:
-        """None when the request may go to the engine lane. When every engine thread is busy it
-        waits for one behind the requests already waiting, then for the engine behind the
-        engine's queue: refused when the queue would refuse it with those requests counted in
-        (one image each: their bodies are not parsed yet)."""
-        waiting, full = self.engine.backlog()
-        if not full:
-            return None
-        return self._queue().admission(1, ahead=waiting)
+        """None when an engine request may go to the engine lane; else its refusal, made before
+        any thread parses it: at least one image, behind the requests already waiting for a
+        thread (one image each: their bodies are not parsed yet) and the engine's queue. Under
+        overload most requests are refused: this way a refusal costs the event loop a few
+        microseconds instead of a thread's parsing of the upload (the view's own admission, with
+        the request's real image count, comes after)."""
+        waiting, _ = self.engine.backlog()
+        refusal: Overloaded | None = self._queue().admission(1, ahead=waiting)
+        return refusal
