@@ -23,6 +23,22 @@ django.setup(set_prefix=False)
 logger = logging.getLogger("core.request")
 
 
+class _OverloadedIsAWarning(logging.Filter):
+    """The request log writes every 5xx at error level; a 503 overloaded is the queue's bound doing
+    its job (the client is told when to come back), so its line is a warning, as the refusals made
+    before any view runs are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from core.serving.state import request_refusal
+
+        if record.levelno == logging.ERROR and getattr(record, "status", None) == 503 and request_refusal.get():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+logger.addFilter(_OverloadedIsAWarning())
+
+
 class TwoLanes(ASGIHandler):
     """Each request's view runs on one of two bounded pools of threads (core/serving/lanes.py):
     the engine lane for views that run the face engine on the request path (their class says

@@ -306,14 +306,31 @@ def test_a_wait_estimated_over_the_limit_is_refused_at_once(serve, engine):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_request_whose_wait_passes_the_limit_is_refused_then(serve, engine):
+    import logging
+
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    kept = Kept()
     gate = Gate(engine)
     served = serve(gate, max_images=1, max_wait_ms=300)  # nothing measured yet: nothing refused on arrival
     gate.opened.clear()
     running = served.recognize(OBAMA)
     waiting(served.queue, 0, running=1)
-    queued = served.recognize(OBAMA)
-    details = overloaded(queued.result(), "max_wait")  # its batch cannot start: the gate is closed
+    logging.getLogger("core.request").addHandler(kept)
+    try:
+        queued = served.recognize(OBAMA)
+        details = overloaded(queued.result(), "max_wait")  # its batch cannot start: the gate is closed
+    finally:
+        logging.getLogger("core.request").removeHandler(kept)
     assert details["estimated_wait_ms"] >= 300 and not running.done()
+    logged = [r for r in kept.records if getattr(r, "status", None) == 503]
+    assert [r.levelname for r in logged] == ["WARNING"]  # the request log's line: a refusal, not an error
     gate.opened.set()
     assert running.result().status_code == 200
 
@@ -339,6 +356,31 @@ def test_light_requests_are_answered_while_every_engine_thread_waits(serve, engi
     assert not any(f.done() for f in engine_requests)  # all still held: the light ones went first
     gate.opened.set()
     assert [labels(f.result()) for f in engine_requests] == [["obama"]] * 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_whose_client_left_is_not_analysed(serve, engine):
+    import socket
+
+    gate = Gate(engine)
+    served = serve(gate, max_images=1)
+    gate.opened.clear()
+    running = served.recognize(OBAMA)
+    waiting(served.queue, 0, running=1)
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"o.jpg\"\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + OBAMA.read_bytes() + b"\r\n--b--\r\n")
+    token = served.session.headers["Authorization"]
+    head = (f"POST /api/faces/recognize/ HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nAuthorization: {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", served.port)) as client:
+        client.sendall(head + body)
+        waiting(served.queue, 1)
+    engine_lane = served.app.lanes().engine
+    wait_for(lambda: engine_lane.snapshot()["abandoned"] == 1, timeout=60, what="the disconnection noticed")
+    gate.opened.set()
+    assert running.result().status_code == 200
+    waiting(served.queue, 0, running=0)
+    assert served.queue.snapshot()["batch_sizes"] == {"1": 1}  # the running request's batch alone
 
 
 @pytest.mark.django_db(transaction=True)

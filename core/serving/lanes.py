@@ -39,6 +39,7 @@ class Lane:
         self._waiting = 0  # handed to the lane, no thread yet
         self._running = 0
         self._served = 0
+        self._abandoned = 0  # requests whose client left before their answer
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"lane-{name}",
                                             initializer=lower_priority, initargs=(nice,))
 
@@ -64,6 +65,7 @@ class Lane:
         except asyncio.CancelledError:
             abandoned.set()
             with self._lock:
+                self._abandoned += 1
                 if call.state == "waiting":
                     call.state = "abandoned"
                     self._waiting -= 1
@@ -87,7 +89,7 @@ class Lane:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"threads": self.threads, "running": self._running, "waiting": self._waiting,
-                    "served": self._served}
+                    "served": self._served, "abandoned": self._abandoned}
 
 
 class Lanes:
