@@ -28,7 +28,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+
+from loadtest.stack import free_port, stop_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -112,14 +113,6 @@ def fill(faces: int, password: str) -> dict:
 
 
 # --- the processes ----------------------------------------------------------------------------
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def proc_memory(pid: int) -> dict:
     """RSS, peak RSS and PSS of a process, in bytes."""
@@ -226,16 +219,7 @@ class Run:
         return time.monotonic() - start
 
     def stop(self) -> None:
-        for process in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_groups(self.processes)
         self.processes.clear()
         self.db.unlink(missing_ok=True)
 

@@ -184,6 +184,21 @@ def test_a_process_behind_the_compacted_additions_rebuilds_and_still_applies_rem
     assert len(index) == 1 and index_cache.status()["last_rebuild_reason"] == "behind the compacted additions"
 
 
+def held_snapshots(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Full snapshots (rebuilds) wait until ``release`` is set, after setting ``started``: the
+    real reader, held, so a test can look at the process while a rebuild is under way."""
+    started, release = threading.Event(), threading.Event()
+    real = sources.sources.faces
+
+    def held(model: str):
+        started.set()
+        assert release.wait(60)
+        return real(model)
+
+    monkeypatch.setattr(sources.sources, "faces", held)
+    return started, release
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_rebuild_runs_in_the_background_while_the_old_index_answers(monkeypatch):
     person = person_create(name="someone")
@@ -191,15 +206,7 @@ def test_a_rebuild_runs_in_the_background_while_the_old_index_answers(monkeypatc
     ids = add_faces(person, vectors)
     index = index_cache.get()
     assert len(index) == 3
-    started, release = threading.Event(), threading.Event()
-    real = sources.sources.faces
-
-    def slow_snapshot(model: str):
-        started.set()
-        assert release.wait(60)
-        return real(model)
-
-    monkeypatch.setattr(sources.sources, "faces", slow_snapshot)
+    started, release = held_snapshots(monkeypatch)
     try:
         index_cache.reload()
         assert started.wait(30)
@@ -226,15 +233,7 @@ def test_a_process_behind_every_removal_refuses_until_its_rebuild_is_done(monkey
     person_delete(person=person)
     age(IndexChange.objects.all(), 31 * 24)
     index_log_compact()  # the removal is gone from the log: this process cannot learn of it
-    started, release = threading.Event(), threading.Event()
-    real = sources.sources.faces
-
-    def slow_snapshot(model: str):
-        started.set()
-        assert release.wait(60)
-        return real(model)
-
-    monkeypatch.setattr(sources.sources, "faces", slow_snapshot)
+    started, release = held_snapshots(monkeypatch)
     try:
         with pytest.raises(IndexUnavailable) as refused:
             index_cache.get()
