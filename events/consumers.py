@@ -62,7 +62,9 @@ def _resolve(query: dict[str, list[str]]) -> tuple[FeedFilter, dict]:
     backlog_text = _one(query, "backlog")
     backlog = DEFAULT_BACKLOG
     if backlog_text is not None:
-        if not (backlog_text.isascii() and backlog_text.isdigit()) or int(backlog_text) > MAX_BACKLOG:
+        # the length first: int() refuses strings past 4,300 digits with its own error
+        if (not (backlog_text.isascii() and backlog_text.isdigit()) or len(backlog_text) > 4
+                or int(backlog_text) > MAX_BACKLOG):
             raise FeedError("invalid", f"backlog must be an integer from 0 to {MAX_BACKLOG}.")
         backlog = int(backlog_text)
     feed_filter = FeedFilter(camera_id=camera.pk if camera else None, gallery_id=gallery.pk if gallery else None,

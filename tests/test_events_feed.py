@@ -111,6 +111,7 @@ def test_a_connection_needs_a_user(db):
     ("backlog=-1", "invalid", "backlog"),
     ("backlog=²", "invalid", "backlog"),
     ("backlog=201", "invalid", "backlog"),
+    ("backlog=" + "9" * 5000, "invalid", "backlog"),  # past int()'s 4,300-digit limit
 ])
 def test_bad_filters_are_refused_with_a_message(user, query, code, text):
     key = token_for(user)
