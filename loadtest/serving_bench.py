@@ -34,10 +34,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from loadtest.machine import cpu_by_nice, machine_busy, percentiles, wait_quiet  # noqa: E402
+
 BIN = Path(sys.executable).parent
 PROBES = sorted((ROOT / "tests" / "data" / "people" / "test").glob("*.jpg"))
 TRAIN = ROOT / "tests" / "data" / "people" / "train"
@@ -80,12 +82,6 @@ def engine_only(batch: int, seconds: float) -> None:
         done += batch
     elapsed = time.perf_counter() - start
     print(json.dumps({"batch": batch, "images": done, "seconds": elapsed, "images_per_second": done / elapsed}))
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    array = np.asarray(values) * 1000.0
-    return {f"p{q}" if q < 100 else "max": float(np.percentile(array, q)) if values else None
-            for q in (50, 95, 99, 100)}
 
 
 class Server:
@@ -170,42 +166,6 @@ class Server:
 
         with psycopg.connect(f"{self.admin_url}/postgres", autocommit=True) as admin:
             admin.execute(sql)
-
-
-def cpu_by_nice(master: int) -> dict[int, float]:
-    """CPU seconds the server's processes (the master's children) have used, by thread nice value."""
-    found: dict[int, float] = {}
-    children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in children:
-        for task in Path(f"/proc/{pid}/task").glob("*"):
-            try:
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            nice = int(fields[16])
-            found[nice] = found.get(nice, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return found
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine (/proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_quiet(limit: float = 0.25, longest: float = 600) -> float:
-    """Wait (up to ``longest`` s) until the machine's busy cores over 5 s are under ``limit``: other
-    work on a 2-core machine (a test run, a build) would be measured as the server's slowness."""
-    deadline = time.monotonic() + longest
-    while True:
-        before = machine_busy()
-        time.sleep(5)
-        after = machine_busy()
-        busy = (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
-        if busy < limit or time.monotonic() > deadline:
-            return busy
 
 
 def labels(body: dict[str, Any]) -> list[str]:
@@ -330,22 +290,27 @@ def serving_stats(base: str, token: str, workers: int) -> dict[str, dict[str, An
     return found
 
 
+def engine_figure(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine alone, in a process of its own, on a quiet machine."""
+    print(f"machine busy before the engine figure: {wait_quiet(longest=args.quiet_wait):.2f} cores", flush=True)
+    done = subprocess.run([sys.executable, __file__, "--engine-only", "--engine-batch", str(args.engine_batch),
+                           "--engine-seconds", str(args.engine_seconds)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **dict(e.split("=", 1) for e in args.env)})
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    figure: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"engine alone: {figure['images_per_second']:.2f} images/s (batches of {args.engine_batch} probe photos, "
+          "one process)", flush=True)
+    return figure
+
+
 def main() -> int:
     args = parse_args()
     if args.engine_only:
         engine_only(args.engine_batch, args.engine_seconds)
         return 0
     figures: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": os.cpu_count()}
-    if not args.no_engine:
-        print(f"machine busy before the engine figure: {wait_quiet(longest=args.quiet_wait):.2f} cores", flush=True)
-        done = subprocess.run([sys.executable, __file__, "--engine-only", "--engine-batch", str(args.engine_batch),
-                               "--engine-seconds", str(args.engine_seconds)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=600, env={**os.environ, **dict(e.split("=", 1) for e in args.env)})
-        if done.returncode:
-            raise SystemExit(done.stderr[-3000:])
-        figures["engine"] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"engine alone: {figures['engine']['images_per_second']:.2f} images/s "
-              f"(batches of {args.engine_batch} probe photos, one process)", flush=True)
+    engine = [] if args.no_engine else [engine_figure(args)]
     server = Server(args)
     try:
         server.start()
@@ -378,6 +343,10 @@ def main() -> int:
         figures["serving"] = serving_stats(server.base, token, args.workers)
     finally:
         server.stop()
+    if engine:  # again once the server is gone: this machine's speed drifts between runs
+        engine.append(engine_figure(args))
+        figures["engine"] = {"before": engine[0], "after": engine[1],
+                             "images_per_second": (engine[0]["images_per_second"] + engine[1]["images_per_second"]) / 2}
     rate = len(load.recognised) / args.seconds
     figures.update({
         "create_person_ms": {**percentiles(load.created), "count": len(load.created)},
@@ -393,7 +362,8 @@ def main() -> int:
             f"{k} {f[k]:8.0f}" if f[k] is not None else f"{k} -" for k in ("p50", "p95", "p99", "max")))
     line = f"recognitions/s {rate:.2f}"
     if "engine" in figures:
-        line += f" = {100 * rate / figures['engine']['images_per_second']:.0f} % of the engine alone"
+        line += (f" = {100 * rate / figures['engine']['images_per_second']:.0f} % of the engine alone (the mean of "
+                 f"{engine[0]['images_per_second']:.2f} before and {engine[1]['images_per_second']:.2f} after)")
     print(line)
     print(f"503 overloaded: {dict(load.refused)}; errors: {dict(load.errors) or 0}; wrong answers: {load.wrong}")
     print(f"cores used: server by thread nice value {figures['server_cores_by_nice']}, this load generator "
