@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.db import models
 from django.utils import timezone
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
 
 
 class IndexChange(models.Model):
@@ -51,6 +57,9 @@ class IndexLogState(models.Model):
     seq = models.BigIntegerField(default=0)
     upserts_compacted_through = models.BigIntegerField(default=0)
     compacted_through = models.BigIntegerField(default=0)
+    # Names this log among databases of the same name (a test database created again restarts its
+    # seqs at 0): a machine's shared index snapshots are keyed by it (core/index/shared.py).
+    epoch = models.CharField(max_length=32, default=new_epoch)
 
     def __str__(self) -> str:
         return f"index log at {self.seq}"

@@ -1,5 +1,5 @@
 """Memory per API process and per camera worker at a gallery size: what each process holds (the
-models and its own copy of the index).
+models and its own copy of the index, or its share of the machine's one: ``--modes``).
 
     .venv/bin/python -m loadtest.memory [--faces 100000 1000000] [--json FILE] [--keep]
 
@@ -260,6 +260,8 @@ def table(rows: list[dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faces", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--modes", nargs="+", choices=["private", "shared"], default=["private", "shared"],
+                        help="each process's own index, or the machine's shared snapshot (FACE_INDEX_SHARED_DIR)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the logs (the databases are always removed)")
     parser.add_argument("--fill", type=int, help=argparse.SUPPRESS)  # the fill's own process
@@ -276,17 +278,22 @@ def main() -> int:
         raise SystemExit(f"migrate failed:\n{migrated.stderr[-3000:]}")
     print(f"memory per process, {platform.node()}, {os.cpu_count()} cores, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; logs in {folder}", flush=True)
-    rows = []
+    rows: dict[str, list[dict]] = {}
     try:
-        for faces in [0, *args.faces]:
-            run = Run(folder, template, faces, env)
-            try:
-                rows.append(run.measure())
-            finally:
-                run.stop()
+        for mode in args.modes:
+            # private: each process builds its own index; shared: the second maps the first's snapshot.
+            shared = str(folder / "index-shared") if mode == "shared" else ""
+            for faces in [0, *args.faces]:
+                print(f"{mode} index, {faces} faces", flush=True)
+                run = Run(folder, template, faces, {**env, "FACE_INDEX_SHARED_DIR": shared})
+                try:
+                    rows.setdefault(mode, []).append(run.measure())
+                finally:
+                    run.stop()
     finally:
-        if rows:
-            table(rows)
+        for mode, found in rows.items():
+            print(f"\n{mode} index (FACE_INDEX_SHARED_DIR {'set' if mode == 'shared' else 'empty'}):")
+            table(found)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         if not args.keep:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from django.conf import settings
 
 from core.index.log import Change, Kind, index_log_append, index_log_forget
 from core.index.sources import FacesSnapshot
@@ -72,9 +73,14 @@ def memberships_changed(sender, instance, action, reverse, pk_set, **kwargs) -> 
 
 
 def index_person_removed(person_id: int) -> None:
-    """The person is being erased: the log forgets their embeddings, and every process drops them."""
+    """The person is being erased: the log forgets their embeddings, and every process drops them.
+    Machines sharing an index snapshot (FACE_INDEX_SHARED_DIR) are asked for a new one, which
+    replaces the file that still holds the person's embeddings (core/index/shared.py)."""
     index_log_forget(person_id=person_id)
-    index_log_append([Change(kind=Kind.PERSON_REMOVED, person_id=person_id)])
+    changes = [Change(kind=Kind.PERSON_REMOVED, person_id=person_id)]
+    if settings.FACE_INDEX_SHARED_DIR:
+        changes.append(Change(kind=Kind.RELOAD))
+    index_log_append(changes)
 
 
 def index_gallery_removed(gallery_id: int) -> None:

@@ -65,6 +65,9 @@ def service_env(settings=None, **variables: str) -> dict[str, str]:
     if settings is not None:
         env.update(database_env(settings), MEDIA_ROOT=str(settings.MEDIA_ROOT))
     env.update(variables)
+    if "FACE_INDEX_SHARED_DIR" not in variables:  # production shares one index per machine: beside the media, not var/
+        media = Path(env.get("MEDIA_ROOT") or tempfile.gettempdir())
+        env["FACE_INDEX_SHARED_DIR"] = str(media.parent / "index-shared")
     return env
 
 

@@ -289,6 +289,10 @@ INDEX_DB_CHECK_SECONDS = env_int("INDEX_DB_CHECK_SECONDS", 5)
 # removals; behind the second it refuses recognition until rebuilt). Compacted hourly.
 INDEX_LOG_RETENTION_HOURS = env_int("INDEX_LOG_RETENTION_HOURS", 24)
 INDEX_LOG_REMOVALS_RETENTION_DAYS = env_int("INDEX_LOG_REMOVALS_RETENTION_DAYS", 30)
+# One index per machine (core/index/shared.py): a folder where the processes of this machine write
+# the index once and memory-map it. Empty: each process builds its own (development's default;
+# production's is var/index).
+FACE_INDEX_SHARED_DIR = env_str("FACE_INDEX_SHARED_DIR", "")
 
 # Live recognition (streams/, events/): WebSocket streams and camera workers.
 # The channel layer carries messages between ASGI processes: Redis when there is one.

@@ -5,9 +5,12 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_str
 from config.settings.base import *  # noqa: F403
-from config.settings.base import DEV_SECRET_KEY, logging_settings
+from config.settings.base import DEV_SECRET_KEY, VAR_DIR, logging_settings
 
 DEBUG = False
+
+# The machine's processes map one copy of the face index (core/index/shared.py); "" turns it off.
+FACE_INDEX_SHARED_DIR = env_str("FACE_INDEX_SHARED_DIR", str(VAR_DIR / "index"))
 
 SECRET_KEY = env_str("SECRET_KEY")
 if SECRET_KEY in ("", DEV_SECRET_KEY) or len(SECRET_KEY) < 50:

@@ -25,6 +25,7 @@ from core.index.log import (
     index_log_append,
     index_log_state,
 )
+from core.index.shared import shared_dir, shared_index
 from core.index.sources import current_model_id, read_snapshot
 from core.models import IndexChange
 from face_engine.index import GalleryIndex
@@ -77,6 +78,7 @@ class IndexCache:
         self._token: str | None = None
         self._applied = 0  # the last change applied to self._index
         self._snapshot_seq = 0  # the log's seq when self._index's snapshot was read
+        self._reload_seq = 0  # the last RELOAD seen: a rebuild's snapshot must not predate it
         self._unsafe = False
         self._rebuild_thread: threading.Thread | None = None
         self._rebuild_owed: str | None = None
@@ -85,7 +87,7 @@ class IndexCache:
 
     def _reset_stats(self) -> None:
         self.stats = {"changes_applied": 0, "last_apply_ms": 0.0, "rebuilds": 0, "last_rebuild_s": None,
-                      "last_rebuild_reason": None}
+                      "last_rebuild_reason": None, "shared_snapshot_seq": None}
 
     def get(self) -> GalleryIndex:
         """The index with every committed change applied: a cheap version check, then (when it
@@ -127,6 +129,7 @@ class IndexCache:
         """Drop this process's copy (and its counts); the next request reads it again from the database."""
         with self._lock:
             self._index, self._token, self._applied, self._unsafe = None, None, 0, False
+            self._snapshot_seq = self._reload_seq = 0
             self._reset_stats()
 
     @property
@@ -145,10 +148,21 @@ class IndexCache:
         return index
 
     def _load_now(self) -> None:
-        seq = index_log_state()[0]
-        index = build_index(None)
+        index, seq = self._full_index(newer_than=-1)
         self._index, self._snapshot_seq, self._applied, self._unsafe = index, seq, seq, False
         self._catch_up()
+
+    def _full_index(self, *, newer_than: int) -> tuple[GalleryIndex, int]:
+        """A full index and the log seq its snapshot was read at: the machine's shared snapshot
+        (newer than ``newer_than``) when FACE_INDEX_SHARED_DIR is set, else built here."""
+        previous = self._index
+        if shared_dir() is None or _sees_uncommitted_only() or device_search(settings.FACE_ENGINE) is not None:
+            # A test case's uncommitted data must not reach a file; an accelerator's index lives in its memory.
+            seq = index_log_state()[0]  # read before the snapshot: changes after it are replayed
+            return build_index(previous), seq
+        index, seq = shared_index(lambda: _build(previous), model=current_model_id(), newer_than=newer_than)
+        self.stats["shared_snapshot_seq"] = seq
+        return index, seq
 
     def _catch_up(self) -> None:
         assert self._index is not None
@@ -166,6 +180,7 @@ class IndexCache:
             self.stats["changes_applied"] += self._applied - applied_from
             self.stats["last_apply_ms"] = round((time.perf_counter() - start) * 1000.0, 3)
             if reload is not None and reload > self._snapshot_seq:
+                self._reload_seq = max(self._reload_seq, reload)
                 self._schedule_rebuild("reload asked for")
         reason = self._index.rebuild_reason
         if reason:
@@ -191,7 +206,13 @@ class IndexCache:
                 self._rebuild(reason, locked=False)
                 if self._rebuild_owed is None:
                     return
-                reason = self._rebuild_owed
+                # Asked for again meanwhile, of the old index: a reload newer than the snapshot
+                # just taken, or a reason the new index still has; others are gone with the old one.
+                assert self._index is not None
+                still = "reload asked for" if self._reload_seq > self._snapshot_seq else self._index.rebuild_reason
+                if still is None:
+                    return
+                reason = still
         except Exception:  # noqa: BLE001 - the old index keeps answering; the next change retries
             logger.exception("background rebuild of the face index failed")
         finally:
@@ -199,8 +220,7 @@ class IndexCache:
 
     def _rebuild(self, reason: str, *, locked: bool) -> None:
         start = time.perf_counter()
-        seq = index_log_state()[0]  # read before the snapshot: changes after it are replayed
-        new = build_index(self._index)
+        new, seq = self._full_index(newer_than=max(self._snapshot_seq, self._reload_seq - 1))
         if locked:
             self._swap(new, seq)
         else:
@@ -220,6 +240,10 @@ class IndexCache:
 def build_index(previous: GalleryIndex | None = None) -> GalleryIndex:
     """A full snapshot of the gallery as an index (``previous``: its trained IVF cells are reused
     when they suit the size)."""
+    return _build(previous)[0]
+
+
+def _build(previous: GalleryIndex | None) -> tuple[GalleryIndex, dict[int, list[int]]]:
     faces, negatives = read_snapshot(current_model_id())
     engine = settings.FACE_ENGINE
     return GalleryIndex(faces.face_ids, faces.person_ids, faces.embeddings, faces.memberships,
@@ -227,7 +251,7 @@ def build_index(previous: GalleryIndex | None = None) -> GalleryIndex:
                         device_search=device_search(engine),
                         trained=previous.trained if previous is not None else None,
                         negative_ids=negatives.negative_ids, negative_person_ids=negatives.person_ids,
-                        negative_embeddings=negatives.embeddings)
+                        negative_embeddings=negatives.embeddings), faces.memberships
 
 
 def _apply(index: GalleryIndex, *, after: int, through: int) -> tuple[int, int | None]:

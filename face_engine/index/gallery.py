@@ -111,11 +111,27 @@ class GalleryIndex:
             raise ValueError("face_ids, person_ids and embeddings must have the same length")
         if len(faces) and (faces.min() < 0 or people.min() < 0):
             raise ValueError("face and person ids must not be negative")
+        store = VectorStore(vectors, exact_max=exact_max, nprobe=nprobe, device_search=device_search,
+                            trained=trained)
+        self._setup(store, faces, people, person_galleries, exact_max,
+                    Negatives.of(negative_ids, _ids(negative_person_ids), negative_embeddings))
+
+    @classmethod
+    def over_store(cls, store: Any, face_ids: IdArray, person_ids: IdArray,
+                   person_galleries: Mapping[int, Iterable[int]] | None, *, exact_max: int,
+                   negatives: Negatives) -> GalleryIndex:
+        """An index over vectors already stored (shared.MappedVectorStore: a snapshot memory-mapped
+        from a file), slot i holding ``face_ids[i]``."""
+        index = cls.__new__(cls)
+        index._setup(store, _ids(face_ids), _ids(person_ids), person_galleries, exact_max, negatives)
+        return index
+
+    def _setup(self, store: Any, faces: IdArray, people: IdArray,
+               person_galleries: Mapping[int, Iterable[int]] | None, exact_max: int, negatives: Negatives) -> None:
         self._exact_max = exact_max
-        self._store = VectorStore(vectors, exact_max=exact_max, nprobe=nprobe, device_search=device_search,
-                                  trained=trained)
-        self.trained: faiss.IndexIVF | None = self._store.trained
-        self.exact = self._store.exact
+        self._store = store
+        self.trained: faiss.IndexIVF | None = store.trained
+        self.exact = store.exact
         count = len(faces)
         capacity = max(1024, count + count // 8)  # room for writes before the first doubling
         self._slot_face = np.full(capacity, -1, dtype=np.int64)
@@ -126,7 +142,7 @@ class GalleryIndex:
         persons, counts = np.unique(people, return_counts=True)
         self._faces_of: dict[int, int] = dict(zip(persons.tolist(), counts.tolist(), strict=True))
         self._galleries = Galleries(person_galleries, people, capacity)
-        self._negatives = Negatives.of(negative_ids, _ids(negative_person_ids), negative_embeddings)
+        self._negatives = negatives
         self._lock = _ReadWriteLock()
         self._writer = threading.Lock()  # one write at a time: its look-ups need no read lock
 
@@ -172,6 +188,9 @@ class GalleryIndex:
                 return f"{live} faces, within exact_max {self._exact_max}: an exact index fits"
             if nlist is not None and not cells_suit(nlist, live):
                 return f"{live} faces for {nlist} IVF cells: {ivf_cells(live)} would suit them"
+        hint = self._store.rebuild_hint()
+        if hint:
+            return hint
         removed = self._size - live
         if removed * 2 > self._size:
             return f"{removed} of {self._size} slots hold removed faces"

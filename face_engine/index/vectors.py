@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import faiss
@@ -131,6 +132,17 @@ class VectorStore:
     @property
     def nlist(self) -> int | None:
         return None if self._ivf is None else int(self._ivf.nlist)
+
+    def rebuild_hint(self) -> str | None:
+        return None  # its own shape is judged by GalleryIndex.rebuild_reason
+
+    def write(self, vectors_path: Path, trained_path: Path) -> None:
+        """Write the FAISS index (and the empty trained IVF) for shared.open_snapshot to map."""
+        if self._index is None:
+            raise ValueError("an accelerator's index is not written: it lives in that device's memory")
+        faiss.write_index(self._index, str(vectors_path))
+        if self.trained is not None:
+            faiss.write_index(self.trained, str(trained_path))
 
     def add(self, slots: IdArray, vectors: Vectors) -> None:
         """Store ``vectors`` at ``slots``: the next slots in order (flat and accelerator rows are slots)."""

@@ -1,7 +1,7 @@
 """A process cut off from the database while others write catches up when it is back: it names
-the person enrolled meanwhile and never the one deleted meanwhile, by applying the change log (no
-rebuild). Two API servers on a throw-away cluster; the second reaches it through a proxy the test
-cuts, so only that one loses the database."""
+the person enrolled meanwhile and never the one deleted meanwhile, by applying the change log.
+Two API servers of one machine (sharing its index snapshot, production's default) on a throw-away
+cluster; the second reaches it through a proxy the test cuts, so only that one loses the database."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ def test_a_process_cut_off_from_the_database_catches_up_on_the_changes_it_missed
         assert b.labels(MISC / "obama_small.jpg") == ["unknown"]  # the deletion it missed
         assert b.labels(TRAIN / "biden" / "biden.jpg") == ["biden"]  # the enrolment it missed
         index = b.request("GET", "/api/stats/").json()["index"]
-        assert index["faces"] == 1 and index["rebuilds"] == 0, index  # caught up in place
+        # Caught up in place; the one rebuild allowed is the erasure's (a new shared snapshot without
+        # obama's embeddings), never one for having fallen behind.
+        assert index["faces"] == 1 and index["changes_applied"] >= 3, index
+        assert index["rebuilds"] == 0 or index["last_rebuild_reason"] == "reload asked for", index
         assert '"status": 500' not in started.items[1].log.read_text()
     finally:
         started.stop_all()
