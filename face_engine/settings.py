@@ -63,6 +63,7 @@ class EngineSettings:
     enrol_jitters: int = 10  # enrolled embedding = mean over this many jittered chips (LFW +0.0041)
     index_exact_max: int = 100_000
     index_nprobe: int = 32
+    index_codec: str = "flat"  # an IVF index's vectors: "flat" (whole) or "sq8" (8 bits a component)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EngineSettings:
@@ -86,7 +87,10 @@ class EngineSettings:
             enrol_jitters=_int(env, "FACE_ENROL_JITTERS", cls.enrol_jitters),
             index_exact_max=_int(env, "FACE_INDEX_EXACT_MAX", cls.index_exact_max),
             index_nprobe=_int(env, "FACE_INDEX_NPROBE", cls.index_nprobe),
+            index_codec=env.get("FACE_INDEX_CODEC", "").strip().lower() or cls.index_codec,
         )
+        if settings.index_codec not in ("flat", "sq8"):
+            raise ValueError(f"FACE_INDEX_CODEC must be 'flat' or 'sq8', got {settings.index_codec!r}")
         if not 0 < settings.match_threshold <= 2:
             raise ValueError("FACE_MATCH_THRESHOLD must be in (0, 2]")
         if settings.detection_max_side < 64:

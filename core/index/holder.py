@@ -251,7 +251,7 @@ def _build(previous: GalleryIndex | None) -> tuple[GalleryIndex, dict[int, list[
                         device_search=device_search(engine),
                         trained=previous.trained if previous is not None else None,
                         negative_ids=negatives.negative_ids, negative_person_ids=negatives.person_ids,
-                        negative_embeddings=negatives.embeddings), faces.memberships
+                        negative_embeddings=negatives.embeddings, codec=engine.index_codec), faces.memberships
 
 
 def _apply(index: GalleryIndex, *, after: int, through: int) -> tuple[int, int | None]:

@@ -12,7 +12,8 @@ disk the embeddings of people deleted since (erasure asks every process for a re
 writes a new snapshot and removes the old one).
 
 Snapshots are named ``<key>-<seq>``: the key hashes the database's identity, the log's epoch (a
-database created again under the same name starts a new one) and the model; the seq is the log's
+database created again under the same name starts a new one), the model and the index's shape
+settings (FACE_INDEX_EXACT_MAX, FACE_INDEX_CODEC); the seq is the log's
 when the snapshot was read, every change after it being applied by each process as usual.
 """
 
@@ -73,8 +74,10 @@ def shared_index(build: Build, *, model: str, newer_than: int) -> tuple[GalleryI
 def _key(model: str) -> str:
     database = settings.DATABASES["default"]
     state, _ = IndexLogState.objects.get_or_create(pk=1)
+    engine = settings.FACE_ENGINE  # an index's shape: processes configured alike share it
     identity = "|".join(str(part) for part in (database["ENGINE"], database["NAME"], database.get("HOST", ""),
-                                               database.get("PORT", ""), state.epoch, model))
+                                               database.get("PORT", ""), state.epoch, model,
+                                               engine.index_exact_max, engine.index_codec))
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 

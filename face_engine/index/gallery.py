@@ -97,12 +97,14 @@ class GalleryIndex:
         negative_ids: Iterable[int] | IdArray | None = None,
         negative_person_ids: Iterable[int] | IdArray = (),
         negative_embeddings: npt.NDArray[np.float32] | None = None,
+        codec: str = "flat",
     ) -> None:
         """A snapshot of the gallery; the update methods keep it current.
 
         ``device_search(vectors)`` builds an exact searcher on an accelerator (one matrix product a
         batch, see sessions.torch_session.TorchExactSearch); FAISS on the CPU otherwise.
         ``trained``: the previous index's ``trained``, reused when the size still suits it.
+        ``codec``: how an IVF index stores its vectors, "flat" or "sq8" (vectors.build_faiss_index).
         ``negative_ids`` (default 0..n-1) / ``negative_person_ids`` / ``negative_embeddings``: faces
         known not to be that person. Face ids are unique and not negative."""
         faces, people = _ids(face_ids), _ids(person_ids)
@@ -112,7 +114,7 @@ class GalleryIndex:
         if len(faces) and (faces.min() < 0 or people.min() < 0):
             raise ValueError("face and person ids must not be negative")
         store = VectorStore(vectors, exact_max=exact_max, nprobe=nprobe, device_search=device_search,
-                            trained=trained)
+                            trained=trained, codec=codec)
         self._setup(store, faces, people, person_galleries, exact_max,
                     Negatives.of(negative_ids, _ids(negative_person_ids), negative_embeddings))
 
@@ -217,8 +219,11 @@ class GalleryIndex:
                 # A replay (a change applied again after a rebuild) finds the face as it was: it
                 # keeps its slot rather than spending a new one.
                 where = _order_of(faces, self._slot_face[old])
-                same = ((self._slot_person[old] == people[where])
-                        & np.all(self._store.get(old) == vectors[where], axis=1))
+                # An 8-bit codec reads back within ~0.005 a component; a changed embedding moves more.
+                stored = self._store.get(old)
+                close = (np.abs(stored - vectors[where]).max(axis=1) <= 0.02 if self._store.lossy
+                         else np.all(stored == vectors[where], axis=1))
+                same = (self._slot_person[old] == people[where]) & close
                 if same.any():
                     fresh = np.ones(len(faces), dtype=bool)
                     fresh[where[same]] = False

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from face_engine.index.gallery import GalleryIndex
 from face_engine.index.negatives import Negatives
-from face_engine.index.vectors import FAR, IdArray, Vectors, as_vectors
+from face_engine.index.vectors import FAR, IdArray, Vectors, as_vectors, codec_of
 from face_engine.types import EMBEDDING_DIM
 
 VECTORS, TRAINED, META = "vectors.faiss", "trained.faiss", "meta.npz"
@@ -56,6 +56,7 @@ class MappedVectorStore:
             self._ivf.nprobe = min(nprobe, self._ivf.nlist)
             self._ivf.parallel_mode = 1  # as vectors.build_faiss_index: threads split the probed cells
         self.exact = self._ivf is None
+        self.lossy = self._ivf is not None and codec_of(self._ivf) != "flat"
         self.nprobe = nprobe
         trained = folder / TRAINED
         self.trained: faiss.IndexIVF | None = (

@@ -30,6 +30,7 @@ IdArray = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
 DEFAULT_EXACT_MAX = 100_000
 DEFAULT_NPROBE = 32
+CODECS = ("flat", "sq8")
 # Squared distance ~1.3e14 from any unit-scale embedding: far past every live face, finite in float32.
 FAR = 1e6
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from faiss's stubs
@@ -76,12 +77,20 @@ def cells_suit(nlist: int, count: int) -> bool:
     return 0.75 <= nlist / ivf_cells(count) <= 1.5
 
 
-def build_faiss_index(vectors: Vectors, *, exact_max: int = DEFAULT_EXACT_MAX,
-                      nprobe: int = DEFAULT_NPROBE, trained: faiss.IndexIVF | None = None) -> faiss.Index:
+def codec_of(index: faiss.Index) -> str:
+    return "sq8" if isinstance(index, faiss.IndexIVFScalarQuantizer) else "flat"
+
+
+def build_faiss_index(vectors: Vectors, *, exact_max: int = DEFAULT_EXACT_MAX, nprobe: int = DEFAULT_NPROBE,
+                      trained: faiss.IndexIVF | None = None, codec: str = "flat") -> faiss.Index:
     """An empty index for ``vectors`` (the caller adds them): flat up to ``exact_max`` vectors,
-    else IVF-Flat, trained here on a sample of them, or a copy
-    of ``trained`` (an empty trained IVF index, see ``GalleryIndex.trained``) when that one has
-    about the right number of cells, which skips the k-means (the embedding space does not move)."""
+    else IVF, its vectors stored whole (``codec`` "flat") or as 8-bit scalars ("sq8": a third of
+    the memory, distances within ~0.01, docs/performance.md *Compression*), trained here on a
+    sample of them, or a copy of ``trained`` (an empty trained IVF index, see
+    ``GalleryIndex.trained``) when that one has the codec and about the right number of cells,
+    which skips the k-means (the embedding space does not move)."""
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
     count = len(vectors)
     index: faiss.Index
     if count <= exact_max:
@@ -89,10 +98,14 @@ def build_faiss_index(vectors: Vectors, *, exact_max: int = DEFAULT_EXACT_MAX,
     else:
         cells = ivf_cells(count)
         ivf: faiss.IndexIVF
-        if trained is not None and cells_suit(trained.nlist, count):
+        if trained is not None and cells_suit(trained.nlist, count) and codec_of(trained) == codec:
             ivf = _clone_ivf(trained)
         else:
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(EMBEDDING_DIM), EMBEDDING_DIM, cells)
+            if codec == "sq8":
+                ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(EMBEDDING_DIM), EMBEDDING_DIM, cells,
+                                                    faiss.ScalarQuantizer.QT_8bit)
+            else:
+                ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(EMBEDDING_DIM), EMBEDDING_DIM, cells)
             ivf.cp.niter = 10
             rng = np.random.default_rng(0)
             # 39 points a cell, the fewest k-means is meant to get: a million trains in seconds.
@@ -109,14 +122,15 @@ class VectorStore:
     """Vectors by slot, searched exactly or through IVF cells; slots ``0..len(vectors)-1`` at first."""
 
     def __init__(self, vectors: Vectors, *, exact_max: int, nprobe: int,
-                 device_search: Callable[[Vectors], Any] | None, trained: faiss.IndexIVF | None) -> None:
+                 device_search: Callable[[Vectors], Any] | None, trained: faiss.IndexIVF | None,
+                 codec: str = "flat") -> None:
         self.nprobe = nprobe
         self.trained: faiss.IndexIVF | None = None
         self._device = device_search(vectors) if device_search is not None else None
         self._index: faiss.Index | None = None
         self._ivf: faiss.IndexIVF | None = None
         if self._device is None:
-            index = build_faiss_index(vectors, exact_max=exact_max, nprobe=nprobe, trained=trained)
+            index = build_faiss_index(vectors, exact_max=exact_max, nprobe=nprobe, trained=trained, codec=codec)
             if isinstance(index, faiss.IndexIVF):
                 # An empty copy of the trained cells, for the next build to skip the training.
                 self.trained = _clone_ivf(index)
@@ -128,6 +142,8 @@ class VectorStore:
             self._index = index
         self.exact = self._ivf is None
         self.on_device = self._device is not None
+        # Stored vectors read back (get) are approximations: a replay compares them with a tolerance.
+        self.lossy = self._ivf is not None and codec_of(self._ivf) != "flat"
 
     @property
     def nlist(self) -> int | None:

@@ -116,3 +116,18 @@ def _anonymous_kib() -> int:
         if line.startswith("RssAnon:"):
             return int(line.split()[1])
     raise AssertionError("no RssAnon in /proc/self/status")
+
+
+def test_an_sq8_snapshot_maps_and_answers_as_its_in_memory_index(tmp_path):
+    rng = np.random.default_rng(36)
+    model, _, queries = start(rng, 700, 4)
+    built = model.snapshot(exact_max=500, nprobe=EVERY_CELL, codec="sq8")
+    folder = tmp_path / "sq8"
+    folder.mkdir()
+    write_snapshot(folder, built, {p: sorted(g) for p, g in model.galleries.items()})
+    mapped = open_snapshot(folder, nprobe=EVERY_CELL)
+    assert mapped._store.lossy and not mapped.exact
+    assert_same_index(mapped, built, queries)
+    ids, people, vectors = model.arrays(model.faces)
+    mapped.upsert_faces(ids[:5], people[:5], vectors[:5])  # a replay: read back within the codec's step
+    assert mapped._store.delta_count == 0

@@ -135,15 +135,16 @@ def random_writes(rng: np.random.Generator, model: Model, index: GalleryIndex, s
     both(model, index, "remove_gallery", 3)
 
 
-@pytest.mark.parametrize(("exact_max", "people"), [(100_000, 300), (500, 700)], ids=["flat", "ivf"])
-def test_writes_leave_the_index_as_a_fresh_snapshot_of_the_same_state(exact_max, people):
+@pytest.mark.parametrize(("exact_max", "people", "codec"), [(100_000, 300, "flat"), (500, 700, "flat"),
+                                                            (500, 700, "sq8")], ids=["flat", "ivf", "ivf-sq8"])
+def test_writes_leave_the_index_as_a_fresh_snapshot_of_the_same_state(exact_max, people, codec):
     rng = np.random.default_rng(21)
-    model, index, queries = start(rng, people, 4, exact_max=exact_max)
-    assert index.exact == (exact_max > people * 4)
+    model, index, queries = start(rng, people, 4, exact_max=exact_max, codec=codec)
+    assert index.exact == (exact_max > people * 4) and index._store.lossy == (codec == "sq8")
     for _ in range(3):
         random_writes(rng, model, index, 40)
-        # The same IVF cells (trained reused), so both search the same cells: equal answers.
-        fresh = model.snapshot(exact_max=exact_max, trained=index.trained)
+        # The same IVF cells and scalar ranges (trained reused): both search and encode alike, equal answers.
+        fresh = model.snapshot(exact_max=exact_max, trained=index.trained, codec=codec)
         assert_same_index(index, fresh, queries)
         assert index.rebuild_reason is None
     if index.exact:

@@ -252,8 +252,10 @@ def test_settings_read_from_the_environment():
             "MAX_UPLOAD_BYTES": "1000",
             "MAX_IMAGE_PIXELS": "2000",
             "FACE_DETECTION_MAX_SIDE": "800",
+            "FACE_INDEX_CODEC": " SQ8 ",
         }
     )
+    assert settings.index_codec == "sq8"
     assert settings.detector is DetectorKind.CNN
     assert settings.match_threshold == 0.45
     assert (settings.max_upload_bytes, settings.max_image_pixels) == (1000, 2000)
@@ -271,6 +273,7 @@ def test_settings_read_from_the_environment():
         ("MAX_IMAGE_PIXELS", "1.5e6"),
         ("FACE_DETECTION_MAX_SIDE", "big"),
         ("FACE_DETECTION_MAX_SIDE", "32"),
+        ("FACE_INDEX_CODEC", "pq"),
     ],
 )
 def test_settings_refuse_bad_values_naming_the_variable(variable, value):
