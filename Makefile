@@ -8,16 +8,24 @@ PORT ?= 8000
 # `make test-services`: the suite on the machine's PostgreSQL and Redis.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/facerec
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/5
+# face_recognition 1.3, the library face_engine.compat replaces: installed beside ours (without its
+# `dlib` requirement: dlib-bin provides it) for the benchmark, and its sdist kept for its own unit
+# tests, which tests/compat/test_upstream_suite.py runs against face_engine.compat.
+UPSTREAM_SDIST := var/upstream/face_recognition-1.3.0.tar.gz
 
-.PHONY: setup run serve worker cameras test test-services test-faults test-hostile fuzz loadtest bench-delivery bench-duplicates lint clean
+.PHONY: setup run serve worker cameras test test-services test-faults test-hostile fuzz loadtest bench-delivery bench-duplicates bench-compat lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps face_recognition==1.3.0
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(UPSTREAM_SDIST): | $(STAMP)
+	$(BIN)/pip download --quiet --no-deps --no-binary :all: -d $(dir $(UPSTREAM_SDIST)) face_recognition==1.3.0
+
+setup: $(STAMP) $(UPSTREAM_SDIST)
 
 ## Set everything up and serve http://$(HOST):$(PORT) (HTTP and WebSockets, uvicorn) on SQLite,
 ## in-process cache and jobs, with one camera worker beside it (stopped with the server). Both write
@@ -49,11 +57,11 @@ worker: $(STAMP)
 	$(BIN)/celery -A config worker
 
 ## Set everything up and run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) $(UPSTREAM_SDIST)
 	$(BIN)/python -m pytest -q
 
 ## The whole test suite on PostgreSQL and Redis (Django creates and drops test_<name>).
-test-services: $(STAMP)
+test-services: $(STAMP) $(UPSTREAM_SDIST)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
 
 ## Fault tests (left out of `make test`): a Celery worker killed in a job, Redis stopped and frozen,
@@ -93,6 +101,11 @@ bench-delivery: $(STAMP)
 ## fitted on them) with 20 planted duplicates; time, pairs found, planted found (loadtest/duplicates.py).
 bench-duplicates: $(STAMP)
 	$(BIN)/python -m loadtest.duplicates $(BENCH_ARGS)
+
+## Benchmark of face_engine.compat against face_recognition 1.3 (dlib), function by function and
+## the command lines, on the same photos (face_engine/bench/compat.py; about two minutes on 2 cores).
+bench-compat: $(STAMP)
+	$(BIN)/python -m face_engine.bench.compat $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
