@@ -46,10 +46,15 @@ def reference():
 
 @pytest.mark.parametrize("runtime", [Runtime.ONNX, Runtime.TORCH])
 def test_ported_runtimes_give_dlibs_embeddings(reference, runtime):
-    results = FacePipeline(EngineSettings(runtime=runtime)).analyze_bytes([p.read_bytes() for p in PHOTOS])
+    """On torch the landmarks and chips are the port's too (batched): the same points and chips."""
+    pipeline = FacePipeline(EngineSettings(runtime=runtime))
+    results = pipeline.analyze_bytes([p.read_bytes() for p in PHOTOS])
+    ported = type(pipeline.landmarks.load()).__name__ == "TorchLandmarkSession"
+    assert ported == (runtime is Runtime.TORCH)
     for want, got in zip(reference, results, strict=True):
         assert [f.box for f in got.faces] == [f.box for f in want.faces]
         for a, b in zip(want.faces, got.faces, strict=True):
+            assert a.landmarks == b.landmarks
             assert np.array_equal(a.chip, b.chip)
             assert np.abs(a.embedding - b.embedding).max() <= 1e-5
 
