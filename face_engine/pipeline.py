@@ -141,6 +141,20 @@ class FacePipeline:
         mean: Embedding = np.mean(np.stack(vectors), axis=0).astype(np.float32)
         return mean
 
+    def probe_embedding(self, face: Face) -> Embedding:
+        """The embedding to verify ``face`` with: the mean of its plain embedding (already computed)
+        and those of ``verify_jitters`` − 1 jittered copies of its chip, the same chips as
+        enrolment's first ones; the plain embedding when 1. Verifying two images this way on both
+        sides took LFW from 0.9850 to 0.9900 (docs/performance.md): recognition keeps one embedding
+        a face, verify is one or two faces a request and can afford a few more. The default is 5,
+        not 3: over six jitter seeds 3 scored 0.9873–0.9905 and 5 scored 0.9895–0.9909."""
+        count = self.settings.verify_jitters
+        if count <= 1:
+            return face.embedding
+        jittered = self.embedder.predict(jitter_chips(face.chip, count)[1:])
+        mean: Embedding = np.mean(np.stack([face.embedding, *jittered]), axis=0).astype(np.float32)
+        return mean
+
     def _decode(self, data: bytes) -> RGBImage | ImageError:
         try:
             return self.decode(data)
