@@ -81,3 +81,21 @@ def jpeg_decoder(settings: EngineSettings) -> Callable[[list[bytes]], list[Any]]
         return TorchJpegDecoder(device).decode_many
     except ImportError:  # torchvision is optional
         return None
+
+
+def hog_session(settings: EngineSettings) -> Any:
+    """dlib's HOG face detector, with ``detect(image, upsample)``: dlib's own on the dlib runtime
+    (the reference); its pyramid levels scanned in parallel on the CPU runtimes (dlib's C++ scan on
+    every core for one image: the same boxes and scores, face_engine/port/hog/dlib_levels.py); the
+    port in torch on CUDA (every level of a batch on the GPU). The torch port is exact on the CPU
+    too, but 4–5× slower there than dlib's C++ (docs/performance.md)."""
+    runtime, device = resolve(settings)
+    if runtime is Runtime.DLIB:
+        from face_engine.sessions.dlib_session import HogDetectorSession
+
+        return HogDetectorSession()
+    from face_engine.sessions.hog_port_session import HogPortSession
+
+    if runtime is Runtime.TORCH and device == "cuda":
+        return HogPortSession(backend="torch", device="cuda")
+    return HogPortSession(backend="dlib-levels", threads=settings.threads)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from face_engine.models.base import Model
-from face_engine.runtime import network_session
+from face_engine.runtime import hog_session, network_session
 from face_engine.settings import EngineSettings
 from face_engine.types import Detection, DetectorKind, RGBImage
 
@@ -59,9 +59,7 @@ class Detector(Model[_Sessions]):
     def _create_session(self) -> _Sessions:
         hog = cnn = None
         if self.kind in (DetectorKind.HOG, DetectorKind.HOG_CNN):
-            from face_engine.sessions.dlib_session import HogDetectorSession
-
-            hog = HogDetectorSession()
+            hog = hog_session(self.settings)
         if self.kind in (DetectorKind.CNN, DetectorKind.HOG_CNN):
             cnn = network_session(self.settings, "mmod")
         return _Sessions(hog, cnn)
@@ -83,8 +81,7 @@ class Detector(Model[_Sessions]):
         works: list[_Work] = list(map_fn(lambda image: self._work(image, smallest), images))
         found: list[list[Detection]] = [[] for _ in works]
         if sessions.hog is not None:
-            hog = sessions.hog
-            found = list(map_fn(lambda w: hog.detect(w.image, w.upsample) if w.detectable else [], works))
+            found = self._hog_many(sessions.hog, works, map_fn)
         if sessions.cnn is not None and (sessions.hog is None or cnn_fallback):
             todo = [i for i, w in enumerate(works) if w.detectable and not found[i]]
             for upsample in {works[i].upsample for i in todo}:
@@ -93,6 +90,17 @@ class Detector(Model[_Sessions]):
                                                          map_fn), strict=True):
                     found[i] = dets
         return [w.to_original(dets) for w, dets in zip(works, found, strict=True)]
+
+    @staticmethod
+    def _hog_many(hog: Any, works: list[_Work], map_fn: MapFn) -> list[list[Detection]]:
+        if getattr(hog, "backend", None) != "torch":  # per image on the worker pool (dlib releases the GIL)
+            return list(map_fn(lambda w: hog.detect(w.image, w.upsample) if w.detectable else [], works))
+        found: list[list[Detection]] = [[] for _ in works]  # on the device: images of one upsample together
+        for upsample in {w.upsample for w in works if w.detectable}:
+            group = [i for i, w in enumerate(works) if w.detectable and w.upsample == upsample]
+            for i, dets in zip(group, hog.detect_many([works[i].image for i in group], upsample), strict=True):
+                found[i] = dets
+        return found
 
     @staticmethod
     def _cnn_many(cnn: Any, images: list[RGBImage], upsample: int, map_fn: MapFn) -> list[list[Detection]]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from face_engine.pipeline import FacePipeline
 from face_engine.runtime import resolve
@@ -95,3 +96,27 @@ def test_the_detector_precision_follows_the_engine_unless_set():
     with pytest.raises(ValueError, match="needs CUDA"):
         network_session(EngineSettings(runtime=Runtime.TORCH, detector_precision=Precision.FP16), "mmod")
     assert jpeg_decoder(EngineSettings(runtime=Runtime.TORCH)) is None  # nvJPEG only on CUDA
+
+
+def test_the_hog_detector_follows_the_runtime():
+    from face_engine.runtime import hog_session
+    from face_engine.sessions.dlib_session import HogDetectorSession
+    from face_engine.sessions.hog_port_session import HogPortSession
+
+    assert isinstance(hog_session(EngineSettings(runtime=Runtime.DLIB)), HogDetectorSession)
+    ported = hog_session(EngineSettings(runtime=Runtime.ONNX))
+    assert isinstance(ported, HogPortSession) and ported.backend == "dlib-levels"
+
+
+def test_the_torch_hog_batches_through_the_detector_with_dlibs_boxes():
+    """The GPU path (images of one upsample in one call), run on the CPU: dlib's boxes and scores."""
+    from face_engine.models.detector import Detector, _Work
+    from face_engine.sessions.dlib_session import HogDetectorSession
+    from face_engine.sessions.hog_port_session import HogPortSession
+
+    images = [np.asarray(Image.open(p).convert("RGB").resize((320, 240))) for p in PHOTOS[:3]]
+    works = [_Work(image, 0, image.shape[1], image.shape[0]) for image in images]
+    batched = Detector._hog_many(HogPortSession(backend="torch", device="cpu"), works, map)
+    reference = HogDetectorSession()
+    assert batched == [reference.detect(image, 0) for image in images]
+    assert any(batched)
