@@ -50,9 +50,15 @@ def import_original() -> Any:
 
         shim.resource_filename = resource_filename  # type: ignore[attr-defined]
         sys.modules["pkg_resources"] = shim
+    from PIL import ImageFile
+
+    # Its import turns on Pillow's LOAD_TRUNCATED_IMAGES for the whole process: put it back, or
+    # every later decode in this process (the service's own refusal of cut files) would change.
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         from face_recognition import api
     finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
         if shim is not None and sys.modules.get("pkg_resources") is shim:
             del sys.modules["pkg_resources"]
     return api

@@ -153,6 +153,9 @@ def test_the_same_lines_as_the_original(known, unknown):
         from face_recognition import face_recognition_cli as original_fr
     except ImportError as exc:
         pytest.skip(f"face_recognition 1.3 is not installed ({exc}); make setup installs it")
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False  # the original's import must not change the process's decoding
     for ours, theirs, args in [
         (face_recognition_cli.main, original_fr.main, [known, unknown]),
         (face_detection_cli.main, original_fd.main, [unknown]),
