@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def child(folder: Path, mapped: bool, seconds: float) -> None:
     sys.stdin.readline()  # alive until the parent has every process's figures
 
 
-def run_mode(folder: Path, mapped: bool, processes: int, seconds: float) -> list[dict]:
+def run_mode(folder: Path, mapped: bool, processes: int, seconds: float) -> list[dict[str, Any]]:
     args = [sys.executable, "-m", "face_engine.bench.shared_index", "--child", str(folder),
             "--seconds", str(seconds)] + (["--mapped"] if mapped else [])
     children = [subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -53,6 +53,27 @@ class Progress:
 
     def close(self) -> None:
         if self._bar is not None:
+            self._bar.close()
+
+
+class Readable:
+    """Iterates over the readable images' ``(path, result)`` of a batch, stepping the progress bar
+    and naming each unreadable image on stderr as it comes (``failed`` then turns True)."""
+
+    def __init__(self, results: Iterable[tuple[str, Any]], progress: bool, total: int, label: str) -> None:
+        self._results, self._bar = results, Progress(progress, total, label)
+        self.failed = False
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        try:
+            for path, found in self._results:
+                self._bar.step()
+                if isinstance(found, ImageFileError):
+                    unreadable(found)
+                    self.failed = True
+                    continue
+                yield path, found
+        finally:
             self._bar.close()
 
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import click
 
 from face_engine.compat import api
-from face_engine.compat._cli import Progress, cpus_option, fail, progress_option, unreadable
-from face_engine.compat.batch import ImageFileError, image_files_in_folder, locate_files
+from face_engine.compat._cli import Readable, cpus_option, fail, progress_option
+from face_engine.compat.batch import image_files_in_folder, locate_files
 
 __all__ = ["image_files_in_folder", "main", "print_result", "test_image"]
 
@@ -45,27 +45,18 @@ def test_image(image_to_check: str, model: str, upsample: int) -> None:
               help="Times to double the image before detecting: each finds faces half as small, four times slower.")
 @progress_option
 def main(image_to_check: str, cpus: int, model: str, upsample: int, progress: bool) -> None:
-    failed = False
     try:
         files = image_files_in_folder(image_to_check) if os.path.isdir(image_to_check) else [image_to_check]
-        bar = Progress(progress, len(files), "images")
-        try:
-            for path, found in locate_files(files, number_of_times_to_upsample=upsample, model=model.lower(),
-                                            workers=cpus):
-                bar.step()
-                if isinstance(found, ImageFileError):
-                    unreadable(found)
-                    failed = True
-                    continue
-                for location in found:
-                    print_result(path, location)
-        finally:
-            bar.close()
+        images = Readable(locate_files(files, number_of_times_to_upsample=upsample, model=model.lower(), workers=cpus),
+                          progress, len(files), "images")
+        for path, found in images:
+            for location in found:
+                print_result(path, location)
     except (OSError, RuntimeError, ValueError) as exc:
         # A folder that cannot be listed, missing model weights, a FACE_ENGINE_* setting that is
         # wrong or asks for a GPU that is not there: one line, not a traceback.
         fail(str(exc))
-    if failed:
+    if images.failed:
         sys.exit(1)
 
 

@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 from face_engine.compat import api
-from face_engine.compat._cli import Progress, cpus_option, fail, progress_option, unreadable
+from face_engine.compat._cli import Readable, cpus_option, fail, progress_option
 from face_engine.compat.batch import ImageFileError, encode_files, image_files_in_folder
 
 __all__ = ["image_files_in_folder", "main", "print_result", "scan_known_people", "test_image"]
@@ -68,24 +68,15 @@ def scan_known_people(known_people_folder: str, *, workers: int = 1,
 
 def _scan(folder: str, workers: int, progress: bool) -> tuple[list[str], list[np.ndarray], bool]:
     files = image_files_in_folder(folder)
-    bar = Progress(progress, len(files), "known people")
     names: list[str] = []
     encodings: list[np.ndarray] = []
-    failed = False
-    try:
-        for path, found in encode_files(files, workers=workers):
-            bar.step()
-            if isinstance(found, ImageFileError):
-                unreadable(found)
-                failed = True
-                continue
-            face = _known_face(path, found)
-            if face is not None:
-                names.append(os.path.splitext(os.path.basename(path))[0])
-                encodings.append(face)
-    finally:
-        bar.close()
-    return names, encodings, failed
+    images = Readable(encode_files(files, workers=workers), progress, len(files), "known people")
+    for path, found in images:
+        face = _known_face(path, found)
+        if face is not None:
+            names.append(os.path.splitext(os.path.basename(path))[0])
+            encodings.append(face)
+    return names, encodings, images.failed
 
 
 def test_image(image_to_check: str, known_names: Sequence[str], known_face_encodings: Sequence[np.ndarray],
@@ -112,17 +103,10 @@ def main(known_people_folder: str, image_to_check: str, cpus: int, tolerance: fl
     try:
         known_names, known_encodings, failed = _scan(known_people_folder, cpus, progress)
         files = image_files_in_folder(image_to_check) if os.path.isdir(image_to_check) else [image_to_check]
-        bar = Progress(progress, len(files), "images")
-        try:
-            for path, found in encode_files(files, max_side=MAX_SIDE, workers=cpus):
-                bar.step()
-                if isinstance(found, ImageFileError):
-                    unreadable(found)
-                    failed = True
-                    continue
-                _report(path, found, known_names, known_encodings, tolerance, show_distance)
-        finally:
-            bar.close()
+        images = Readable(encode_files(files, max_side=MAX_SIDE, workers=cpus), progress, len(files), "images")
+        for path, found in images:
+            _report(path, found, known_names, known_encodings, tolerance, show_distance)
+        failed = failed or images.failed
     except (OSError, RuntimeError, ValueError) as exc:
         # A folder that cannot be listed, missing model weights, a FACE_ENGINE_* setting that is
         # wrong or asks for a GPU that is not there: one line, not a traceback.

@@ -190,7 +190,7 @@ class GalleryIndex:
                 return f"{live} faces, within exact_max {self._exact_max}: an exact index fits"
             if nlist is not None and not cells_suit(nlist, live):
                 return f"{live} faces for {nlist} IVF cells: {ivf_cells(live)} would suit them"
-        hint = self._store.rebuild_hint()
+        hint: str | None = self._store.rebuild_hint()
         if hint:
             return hint
         removed = self._size - live

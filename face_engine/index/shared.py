@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from face_engine.index.gallery import GalleryIndex
 from face_engine.index.negatives import Negatives
-from face_engine.index.vectors import FAR, IdArray, Vectors, as_vectors, codec_of
+from face_engine.index.vectors import FAR, IdArray, Vectors, as_vectors, codec_of, search_params
 from face_engine.types import EMBEDDING_DIM
 
 VECTORS, TRAINED, META = "vectors.faiss", "trained.faiss", "meta.npz"
@@ -146,15 +146,7 @@ class MappedVectorStore:
             # The caller holds ``selector``; the And wrapper and ``live`` are kept alive here until
             # the search returns (params.sel does not own them).
             selector = live if selector is None else faiss.IDSelectorAnd(selector, live)
-        params: faiss.SearchParameters | None = None
-        if selector is not None:
-            if self._ivf is not None:
-                params = faiss.SearchParametersIVF()
-                params.nprobe = self._ivf.nprobe
-            else:
-                params = faiss.SearchParameters()
-            params.sel = selector
-        distances, slots = self._base.search(queries, k, params=params)
+        distances, slots = self._base.search(queries, k, params=search_params(self._ivf, selector))
         return distances, slots
 
     def _search_delta(self, queries: Vectors, k: int,

@@ -118,6 +118,20 @@ def build_faiss_index(vectors: Vectors, *, exact_max: int = DEFAULT_EXACT_MAX, n
     return index
 
 
+def search_params(ivf: faiss.IndexIVF | None, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+    """FAISS's parameters for a search filtered by ``selector`` (None: unfiltered, the defaults)."""
+    if selector is None:
+        return None
+    params: faiss.SearchParameters
+    if ivf is not None:
+        params = ivf_params = faiss.SearchParametersIVF()
+        ivf_params.nprobe = ivf.nprobe
+    else:
+        params = faiss.SearchParameters()
+    params.sel = selector
+    return params
+
+
 class VectorStore:
     """Vectors by slot, searched exactly or through IVF cells; slots ``0..len(vectors)-1`` at first."""
 
@@ -212,13 +226,6 @@ class VectorStore:
             distances, slots = self._device.search(queries, k, None if allowed is None else allowed())
             return distances, slots
         assert self._index is not None
-        params: faiss.SearchParameters | None = None
-        if selector is not None:  # the caller holds ``selector``: params.sel does not keep it alive
-            if self._ivf is not None:
-                params = faiss.SearchParametersIVF()
-                params.nprobe = self._ivf.nprobe
-            else:
-                params = faiss.SearchParameters()
-            params.sel = selector
-        distances, slots = self._index.search(queries, k, params=params)
+        # The caller holds ``selector``: params.sel does not keep it alive.
+        distances, slots = self._index.search(queries, k, params=search_params(self._ivf, selector))
         return distances, slots
