@@ -60,9 +60,12 @@ worker: $(STAMP)
 test: $(STAMP) $(UPSTREAM_SDIST)
 	$(BIN)/python -m pytest -q
 
-## The whole test suite on PostgreSQL and Redis (Django creates and drops test_<name>).
-test-services: $(STAMP) $(UPSTREAM_SDIST)
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q
+## The test suite on PostgreSQL and Redis (Django creates and drops test_<name>), less the parts
+## that touch neither: the engine (tests/engine), the compatibility library (tests/compat) and the
+## fuzz harnesses (their own throw-away SQLite), which `make test` has run already.
+test-services: $(STAMP)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -q \
+		--ignore=tests/engine --ignore=tests/compat --ignore=tests/fuzz
 
 ## Fault tests (left out of `make test`): a Celery worker killed in a job, Redis stopped and frozen,
 ## PostgreSQL stopped and started under an API server and a camera worker (private instances).
