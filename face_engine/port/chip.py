@@ -210,45 +210,74 @@ def _affine_from_3(
     return m, np.array([u0, v0])
 
 
-def _extract(img: np.ndarray, det: ChipDetails) -> np.ndarray:
+@dataclass(frozen=True)
+class ChipPlan:
+    """Where one chip comes from: ``kind`` is "sample" (bilinear), "copy" (dlib's unrotated,
+    unscaled fast path: a plain crop at ``box[:2]``) or "empty" (wholly outside the image)."""
+
+    kind: str
+    box: tuple[int, int, int, int]  # crop left, top, right, bottom (inclusive) in the image
+    levels: int  # pyramid_down<2> levels applied to the crop
+    m: tuple[float, float, float, float]  # chip (col, row) → source: m00, m01, m10, m11
+    b: tuple[float, float]
+
+
+def plan_chip(landmarks: np.ndarray, height: int, width: int, size: int = 150, padding: float = 0.25) -> ChipPlan:
+    """Where the chip of these landmarks comes from, in an image of height × width."""
+    return plan_details(face_chip_details(landmarks, size, padding), height, width)
+
+
+def plan_details(det: ChipDetails, height: int, width: int) -> ChipPlan:
+    """dlib's extraction up to the pixels (the crop, the pyramid levels, the affine map): the
+    numpy ``_extract`` and the torch extractor (chip_torch.py) both follow it."""
     size = det.size
     chip_area = size * size
-    h, w = img.shape[:2]
-
-    # The crop keeps a border that doubles (+2) for every pyramid level the chip will need.
     grow = 2.0
     rect = _rect_down(det.rect)
     while _area(rect) > chip_area:
         rect = _rect_down(rect)
         grow = grow * 2 + 2
-
     sin_a, cos_a = math.sin(det.angle), math.cos(det.angle)
     cen = _center(det.rect)
     x0, y0, x1, y1 = det.rect
     corners = [_rotate(cen, p, sin_a, cos_a) for p in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
     xs, ys = [p[0] for p in corners], [p[1] for p in corners]
     grown = (min(xs) - grow, min(ys) - grow, max(xs) + grow, max(ys) + grow)
-    clipped = (max(grown[0], 0.0), max(grown[1], 0.0), min(grown[2], w - 1.0), min(grown[3], h - 1.0))
+    clipped = (max(grown[0], 0.0), max(grown[1], 0.0), min(grown[2], width - 1.0), min(grown[3], height - 1.0))
     cl, ct, cr, cb = (_lround(v) for v in clipped)
+    none = (0.0, 0.0, 0.0, 0.0)
     if cl > cr or ct > cb:
-        return np.zeros((size, size, 3), np.uint8)  # the chip lies wholly outside the image
-
+        return ChipPlan("empty", (0, 0, -1, -1), 0, none, (0.0, 0.0))
     if det.angle == 0 and size == x1 - x0 + 1 and size == y1 - y0 + 1:
-        return _copy_chip(img, det.rect, size)
-
-    # dlib picks the level again on the crop-relative rectangle (same test, shifted values).
-    crop = np.ascontiguousarray(img[ct : cb + 1, cl : cr + 1])
+        return ChipPlan("copy", (_lround(x0), _lround(y0), _lround(x0) + size - 1, _lround(y0) + size - 1), 0,
+                        none, (0.0, 0.0))
     rect = (x0 - cl, y0 - ct, x1 - cl, y1 - ct)
-    source = crop
+    levels = 0
     while _area(_rect_down(rect)) > chip_area:
         rect = _rect_down(rect)
-        source = pyramid_down2(source)
-
+        levels += 1
     cen = _center(rect)
     x0, y0, x1, y1 = rect
     dst = [_rotate(cen, p, sin_a, cos_a) for p in ((x0, y0), (x1, y0), (x0, y1))]
     m, off = _affine_from_3([(0.0, 0.0), (size - 1.0, 0.0), (0.0, size - 1.0)], dst)
-    return _sample_bilinear(source, m, off, size)
+    flat = m.ravel().tolist()
+    return ChipPlan("sample", (cl, ct, cr, cb), levels, (flat[0], flat[1], flat[2], flat[3]),
+                    (float(off[0]), float(off[1])))
+
+
+def _extract(img: np.ndarray, det: ChipDetails) -> np.ndarray:
+    size = det.size
+    plan = plan_details(det, *img.shape[:2])
+    if plan.kind == "empty":
+        return np.zeros((size, size, 3), np.uint8)  # the chip lies wholly outside the image
+    if plan.kind == "copy":
+        return _copy_chip(img, det.rect, size)
+    cl, ct, cr, cb = plan.box
+    source = np.ascontiguousarray(img[ct : cb + 1, cl : cr + 1])
+    for _ in range(plan.levels):
+        source = pyramid_down2(source)
+    matrix = np.array(plan.m, dtype=np.float64).reshape(2, 2)
+    return _sample_bilinear(source, matrix, np.array(plan.b, dtype=np.float64), size)
 
 
 def _copy_chip(img: np.ndarray, rect: Rect, size: int) -> np.ndarray:

@@ -18,74 +18,15 @@ like dlib's double, so CPU and CUDA give the numpy module's values exactly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from face_engine.port.chip import (  # the host geometry is the numpy module's own code
-    _affine_from_3,
-    _area,
-    _center,
-    _lround,
-    _rect_down,
-    _rotate,
-    face_chip_details,
-)
+from face_engine.port.chip import ChipPlan, plan_chip  # the host geometry is the numpy module's own code
 from face_engine.port.shape_torch import ImageBatch, ImageLike
 
 __all__ = ["ChipPlan", "TorchChipExtractor", "plan_chip"]
-
-
-@dataclass(frozen=True)
-class ChipPlan:
-    """Where one chip comes from: ``kind`` is "sample" (bilinear), "copy" (dlib's unrotated,
-    unscaled fast path: a plain crop at ``box[:2]``) or "empty" (wholly outside the image)."""
-
-    kind: str
-    box: tuple[int, int, int, int]  # crop left, top, right, bottom (inclusive) in the image
-    levels: int  # pyramid_down<2> levels applied to the crop
-    m: tuple[float, float, float, float]  # chip (col, row) → source: m00, m01, m10, m11
-    b: tuple[float, float]
-
-
-def plan_chip(landmarks: np.ndarray, height: int, width: int, size: int = 150, padding: float = 0.25) -> ChipPlan:
-    """The numpy module's ``_extract`` up to the pixels, for an image of height × width."""
-    det = face_chip_details(landmarks, size, padding)
-    chip_area = size * size
-    grow = 2.0
-    rect = _rect_down(det.rect)
-    while _area(rect) > chip_area:
-        rect = _rect_down(rect)
-        grow = grow * 2 + 2
-    sin_a, cos_a = math.sin(det.angle), math.cos(det.angle)
-    cen = _center(det.rect)
-    x0, y0, x1, y1 = det.rect
-    corners = [_rotate(cen, p, sin_a, cos_a) for p in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
-    xs, ys = [p[0] for p in corners], [p[1] for p in corners]
-    grown = (min(xs) - grow, min(ys) - grow, max(xs) + grow, max(ys) + grow)
-    clipped = (max(grown[0], 0.0), max(grown[1], 0.0), min(grown[2], width - 1.0), min(grown[3], height - 1.0))
-    cl, ct, cr, cb = (_lround(v) for v in clipped)
-    none = (0.0, 0.0, 0.0, 0.0)
-    if cl > cr or ct > cb:
-        return ChipPlan("empty", (0, 0, -1, -1), 0, none, (0.0, 0.0))
-    if det.angle == 0 and size == x1 - x0 + 1 and size == y1 - y0 + 1:
-        return ChipPlan("copy", (_lround(x0), _lround(y0), _lround(x0) + size - 1, _lround(y0) + size - 1), 0,
-                        none, (0.0, 0.0))
-    rect = (x0 - cl, y0 - ct, x1 - cl, y1 - ct)
-    levels = 0
-    while _area(_rect_down(rect)) > chip_area:
-        rect = _rect_down(rect)
-        levels += 1
-    cen = _center(rect)
-    x0, y0, x1, y1 = rect
-    dst = [_rotate(cen, p, sin_a, cos_a) for p in ((x0, y0), (x1, y0), (x0, y1))]
-    m, off = _affine_from_3([(0.0, 0.0), (size - 1.0, 0.0), (0.0, size - 1.0)], dst)
-    flat = m.ravel().tolist()
-    return ChipPlan("sample", (cl, ct, cr, cb), levels, (flat[0], flat[1], flat[2], flat[3]),
-                    (float(off[0]), float(off[1])))
 
 
 def pyramid_down2(x: torch.Tensor) -> torch.Tensor:

@@ -328,11 +328,10 @@ def test_torch_chip_copy_fast_path(extractor, monkeypatch, rect) -> None:
     """dlib copies an unrotated chip of exactly 150 pixels instead of sampling it. Real landmarks
     never fit the template with an angle of exactly 0, so the chip's placement is forced."""
     from face_engine.port import chip as chip_np
-    from face_engine.port import chip_torch
 
     photo = np.asarray(Image.open(DATA / "misc/obama_small.jpg").convert("RGB"))
     details = chip_np.ChipDetails(rect, 0.0, 150)
-    monkeypatch.setattr(chip_torch, "face_chip_details", lambda *args: details)
+    monkeypatch.setattr(chip_np, "face_chip_details", lambda *args: details)
     assert plan_chip(np.zeros((5, 2)), *photo.shape[:2]).kind == "copy"
     got = extractor.chips([photo], np.zeros((1, 5, 2))).cpu().numpy()[0]
     np.testing.assert_array_equal(got, chip_np._extract(photo, details))
