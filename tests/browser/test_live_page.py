@@ -91,18 +91,21 @@ def test_the_camera_names_the_person_in_view(server, browser, staff_login):
 
     def named():
         assert process.alive(), f"uvicorn exited. {process.log_tail()}"
-        return "obama" in item_texts(browser, "names")
+        # The list is drawn again on every result: read the item in one script, not through an
+        # element reference that the next frame's redraw can make stale.
+        found = browser.execute_script(
+            "const li = document.querySelector('#names li.known');"
+            "return li && {text: li.textContent, person: li.dataset.personId};")
+        return found if found and found["text"] == "obama" else None
 
     started = time.monotonic()
-    wait_for(named, timeout=60, what="#names showing obama", interval=0.5,
+    known = wait_for(named, timeout=60, what="#names showing obama", interval=0.5,
              detail=lambda: (f"names={item_texts(browser, 'names')} "
                              f"status={browser.find_element(By.ID, 'status').text!r} "
                              f"stats={browser.execute_script('return window.liveStats')} "
                              f"{console(browser)} {process.log_tail()}"))
     time_to_name = time.monotonic() - started
-    item = browser.find_element(By.CSS_SELECTOR, "#names li.known")
-    assert item.text == "obama"
-    assert item.get_attribute("data-person-id"), "a known face carries its person's id"
+    assert known["person"], "a known face carries its person's id"
 
     # A full window of round trips (30 frames) for the figures, bounded.
     wait_for(lambda: browser.execute_script("return window.liveStats.roundTrips.length") >= 30, timeout=30,
