@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference-workers", type=int, default=1,
                         help="processes for the dlib reference (e.g. every core of a GPU machine)")
     parser.add_argument("--embed-batch", type=int, default=256)
+    parser.add_argument("--no-single", action="store_true", help="skip the single-720p-image latency run")
     args = parser.parse_args(argv)
 
     dirs = args.dirs or [DEFAULT_DATA]
@@ -198,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     train = next((d / "people" / "train" for d in dirs if (d / "people" / "train").is_dir()),
                  DEFAULT_DATA / "people" / "train")
     print_identities(fast_pipeline, ref_pipeline, fast, ref, paths, train)
+    if not args.no_single:
+        from face_engine.bench.latency import print_single_720p
+
+        print_single_720p(fast_pipeline, ref_pipeline, paths, train)
     if not args.no_lfw and (args.lfw / "pairs.tsv").is_file():
         print()
         print_lfw(args.lfw, fast_pipeline, ref_pipeline)

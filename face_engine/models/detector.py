@@ -6,6 +6,7 @@ about what a 2 MP one does). Boxes are mapped back to the original image."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ WINDOW = 80  # both dlib detectors (HOG and MMOD CNN) scan an 80×80 window
 # Below this the CNN's strided convolutions have nothing to convolve and dlib's HOG finds nothing.
 MIN_DETECTABLE_SIDE = 16
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
+# Decoded images are read-only arrays; torch warns when it wraps one, and ``resize`` only reads it.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
 
 
 def detection_scale(height: int, width: int, *, min_face_size: int, max_side: int) -> tuple[float, int]:
@@ -37,8 +40,25 @@ def detection_scale(height: int, width: int, *, min_face_size: int, max_side: in
 
 
 def resize(image: RGBImage, factor: float) -> RGBImage:
+    """Pillow's BILINEAR resize (antialiased when shrinking) in torch's uint8 kernel, which was made
+    to match it: on every core and 3× faster (a 720p photo to 2048×1152: 6.6 against 20.4 ms on 2
+    cores). Its values are Pillow's or 1 away, on at most 0.14 % of them in
+    tests/engine/test_detector_resize.py (fixed-point rounding)."""
     if math.isclose(factor, 1.0, rel_tol=1e-6):
         return image
+    import torch
+    from torch.nn.functional import interpolate
+
+    height, width = image.shape[:2]
+    size = (max(1, round(height * factor)), max(1, round(width * factor)))
+    with torch.inference_mode():
+        planes = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)  # channels-last
+        out = interpolate(planes, size=size, mode="bilinear", antialias=True, align_corners=False)
+        return np.ascontiguousarray(out[0].permute(1, 2, 0).numpy())
+
+
+def resize_pillow(image: RGBImage, factor: float) -> RGBImage:
+    """What ``resize`` replaced, kept as its reference."""
     height, width = image.shape[:2]
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))

@@ -15,17 +15,21 @@ itself, with the port's exact code:
   detectors' windows sorted and suppressed together, then mapped down through the upsampling.
 
 Not a re-implementation: the features and filters are dlib's C++ (the fastest CPU code here).
-The levels are balanced over the threads by pixel count (level 0 is ~30 % of the work).
+Level 0 is ~30 % of the work, so a level taller than two bands is cut into row bands that overlap
+by the rows a window's features reach (:data:`BAND_OVERLAP`); every thread, the caller's too once
+it has built the pyramid, takes the next band from one queue in level order.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import tempfile
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,13 +37,32 @@ from face_engine.port.hog.model import HogModel, serialize_hog_detector
 from face_engine.port.hog.pyramid import as_detector_image, level_sizes, rect_up6
 from face_engine.port.hog.scan import HogDetection, map_down, nms
 
-__all__ = ["DlibLevelsDetector"]
+__all__ = ["BAND_OVERLAP", "Band", "DlibLevelsDetector"]
+
+CELL = 8  # fHOG cell: a band starts on the level's cell grid, so its cells are the level's cells
+# Rows a band reads beyond those it owns. A window's score depends on the pixels of its 80×80
+# box, the filters' padding cell and the fHOG's gradient, interpolation and normalisation
+# neighbours: measured, every window owned by a band scores as in the whole level from 88 rows
+# on (tests/data photos, every cut on the cell grid); one cell more is kept.
+BAND_OVERLAP = 96
+_FAR = 1 << 30
+
+
+class Band(NamedTuple):
+    """Rows [start, stop) of pyramid level ``level`` to scan, keeping the windows whose top row
+    is in [own_from, own_to) (level coordinates)."""
+
+    level: int
+    start: int
+    stop: int
+    own_from: int
+    own_to: int
 
 
 class DlibLevelsDetector:
     """``detect(image, upsample, adjust_threshold)`` equal to dlib's ``run``, levels in parallel."""
 
-    def __init__(self, model: HogModel | None = None, threads: int = 2) -> None:
+    def __init__(self, model: HogModel | None = None, threads: int = 2, min_band_rows: int = 256) -> None:
         import dlib
 
         if model is None:
@@ -49,18 +72,27 @@ class DlibLevelsDetector:
         self.model = model
         self._dlib = dlib
         self._down = dlib.pyramid_down(6)
-        self.threads = max(1, threads)
-        # dlib's detectors keep scratch buffers: each call takes one from the pool and returns it.
+        self.threads = max(1, threads)  # the caller's and threads − 1 of the pool's
+        self.min_band_rows = max(min_band_rows, 2 * BAND_OVERLAP)
+        # dlib's detectors keep scratch buffers: each scan takes one from this pool and returns it
+        # (one more is made when every one is in use: several callers at once).
+        self._saved = serialize_hog_detector(model, max_pyramid_levels=1, nms=(1.0, 1.0))
         self._detectors: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.threads):
+            self._detectors.put(self._new_detector())
+        self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="hog-level") if self.threads > 1 else None
+
+    def _new_detector(self) -> Any:
         with tempfile.TemporaryDirectory(prefix="facerec-hog-") as tmp:
             path = Path(tmp) / "one_level.svm"
-            path.write_bytes(serialize_hog_detector(model, max_pyramid_levels=1, nms=(1.0, 1.0)))
-            for _ in range(self.threads + 1):
-                self._detectors.put(dlib.fhog_object_detector(str(path)))
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="hog-level")
+            path.write_bytes(self._saved)
+            return self._dlib.fhog_object_detector(str(path))
 
     def _scan_one_level(self, image: np.ndarray, adjust: float) -> list[tuple[tuple[int, int, int, int], float, int]]:
-        detector = self._detectors.get()
+        try:
+            detector = self._detectors.get_nowait()
+        except queue.Empty:
+            detector = self._new_detector()
         try:
             rects, scores, indices = detector.run(image, 0, adjust)
         finally:
@@ -76,6 +108,24 @@ class DlibLevelsDetector:
             out.append(np.asarray(self._down(out[-1])))
         return out
 
+    def plan(self, sizes: Sequence[tuple[int, int]]) -> list[Band]:
+        """The scans of one image, in level order. A level holding more than 1/threads of the
+        pyramid's pixels would keep one thread busy after the others are done, so it is cut into
+        row bands (on the 8-pixel cell grid, each reading ``BAND_OVERLAP`` rows beyond the rows it
+        owns, none under ``min_band_rows``). On 2 cores no level is cut: level 0 is ~30 %."""
+        total = sum(rows * cols for rows, cols in sizes)
+        bands: list[Band] = []
+        for lvl, (rows, cols) in enumerate(sizes):
+            count = min(math.ceil(rows * cols * self.threads / total), rows // self.min_band_rows)
+            if count < 2:
+                bands.append(Band(lvl, 0, rows, -_FAR, _FAR))
+                continue
+            cuts = [round(rows * k / count) // CELL * CELL for k in range(1, count)]
+            owned = list(zip([-_FAR, *cuts], [*cuts, _FAR], strict=True))
+            bands.extend(Band(lvl, max(0, lo - BAND_OVERLAP), min(rows, hi + BAND_OVERLAP), lo, hi)
+                         for lo, hi in owned)
+        return bands
+
     def detect(self, image: np.ndarray, upsample: int = 0, adjust_threshold: float = 0.0) -> list[HogDetection]:
         if upsample < 0:
             raise ValueError("upsample must be ≥ 0")
@@ -86,35 +136,40 @@ class DlibLevelsDetector:
             img = np.asarray(self._dlib.resize_image(img, 2 * img.shape[0] + 1, 2 * img.shape[1] + 2))
         sc = self.model.scanner
         sizes = level_sizes(img.shape[0], img.shape[1], sc.min_layer, sc.max_pyramid_levels)
-        # Longest first onto the least-loaded thread, by pixels.
-        loads = [0] * self.threads
-        groups: list[list[int]] = [[] for _ in range(self.threads)]
-        for lvl in sorted(range(len(sizes)), key=lambda i: -sizes[i][0] * sizes[i][1]):
-            t = loads.index(min(loads))
-            groups[t].append(lvl)
-            loads[t] += sizes[lvl][0] * sizes[lvl][1]
-        # The scans start at once; this thread makes the smaller levels meanwhile.
         levels: list[Future[np.ndarray]] = [Future() for _ in sizes]
         levels[0].set_result(img)
+        # One queue of scans in level order: the pool's threads take the next one as they free
+        # up, and this thread joins them once it has made the pyramid's smaller levels.
+        todo: deque[Band] = deque(self.plan(sizes))
+        cands: list[tuple[tuple[int, int, int, int], HogDetection]] = []
 
-        def work(group: Sequence[int]) -> list[tuple[tuple[int, int, int, int], HogDetection]]:
-            out = []
-            for lvl in group:
-                for rect, score, d in self._scan_one_level(levels[lvl].result(), adjust_threshold):
-                    r = rect_up6(rect, lvl)
-                    out.append(((d, lvl, rect[1], rect[0]), HogDetection(*r, score, d)))
-            return out
+        def work() -> None:
+            while True:
+                try:
+                    band = todo.popleft()
+                except IndexError:
+                    return
+                found = self._scan_one_level(levels[band.level].result()[band.start:band.stop], adjust_threshold)
+                for (left, top, right, bottom), score, d in found:
+                    top, bottom = top + band.start, bottom + band.start
+                    if band.own_from <= top < band.own_to:
+                        r = rect_up6((left, top, right, bottom), band.level)
+                        cands.append(((d, band.level, top, left), HogDetection(*r, score, d)))
 
-        parts = [self._pool.submit(work, g) for g in groups if g]
+        helpers = [self._pool.submit(work) for _ in range(self.threads - 1)] if self._pool else []
         try:
             for lvl in range(1, len(sizes)):
                 levels[lvl].set_result(np.asarray(self._down(levels[lvl - 1].result())))
         except BaseException as exc:  # never leave a scan waiting for a level that will not come
+            todo.clear()
             for pending in levels:
                 if not pending.done():
                     pending.set_exception(exc)
+            wait(helpers)
             raise
-        cands = [c for part in parts for c in part.result()]
+        work()
+        for helper in helpers:
+            helper.result()
         # dlib's scan order (detector, level, row, column) for equal scores, then its NMS
         found = nms([det for _, det in sorted(cands, key=lambda item: item[0])], self.model.nms_iou,
                     self.model.nms_covered)

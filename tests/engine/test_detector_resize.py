@@ -1,0 +1,49 @@
+"""The detector's resize (torch's uint8 antialiased bilinear kernel) against Pillow's BILINEAR resize,
+which it replaced (3× faster): enlarging and shrinking real photos, every value within 1 of Pillow's
+and at most 0.25 % of them off by that 1 (fixed-point rounding; measured worst 0.14 %)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from face_engine.models.detector import resize, resize_pillow
+
+PHOTOS = ("misc/obama-720p.jpg", "misc/obama-1080p.jpg", "people/test/obama_and_biden.jpg",
+          "misc/two_people.jpg", "misc/obama-240p.jpg")
+# 720p to 2048 (1.6), 1080p to 2048 (2048/1920), an odd enlargement, the halving and odd
+# shrinkings of large photos (antialiased: the filter widens with the factor), and a tiny result.
+FACTORS = (1.6, 2048 / 1920, 1.37, 0.5, 0.377, 0.1234, 0.013)
+
+
+def _photo(data_dir, name: str) -> np.ndarray:
+    return np.asarray(Image.open(data_dir / name).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+@pytest.mark.parametrize("factor", FACTORS)
+def test_resize_equals_pillow(data_dir, name: str, factor: float) -> None:
+    image = _photo(data_dir, name)
+    ours, pillow = resize(image, factor), resize_pillow(image, factor)
+    assert ours.shape == pillow.shape and ours.dtype == np.uint8
+    assert ours.flags.c_contiguous
+    diff = np.abs(ours.astype(np.int16) - pillow.astype(np.int16))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) <= 0.0025 * diff.size, f"{np.count_nonzero(diff)} of {diff.size} values differ"
+    print(f"{name} ×{factor:.4f}: {np.count_nonzero(diff) / diff.size:.4%} of the values off by 1")
+
+
+def test_resize_takes_read_only_and_strided_arrays_and_leaves_them_alone(data_dir) -> None:
+    image = _photo(data_dir, "misc/obama-480p.jpg")
+    assert not image.flags.writeable  # as decoded
+    before = image.copy()
+    crop = image[7:301, 13:417]  # a view that is not contiguous
+    diff = resize(crop, 1.6).astype(np.int16) - resize_pillow(np.ascontiguousarray(crop), 1.6)
+    assert np.abs(diff).max() <= 1
+    assert np.array_equal(image, before)
+
+
+def test_factor_one_returns_the_image_itself(data_dir) -> None:
+    image = _photo(data_dir, "misc/obama-240p.jpg")
+    assert resize(image, 1.0 + 1e-9) is image
