@@ -19,6 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from django.db import close_old_connections
+
 from face_engine.live.appearances import AppearanceTracker
 from streams.matching import gallery_matcher, live_policy
 from streams.sink import EventWriter, SourceContext
@@ -52,7 +54,17 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     Cancelling the await does not stop a call already running (threads cannot be interrupted):
     whatever it guards must tolerate that (the consumer holds its tracker's lock there)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(inference_pool(), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(inference_pool(), functools.partial(_as_request, fn, *args, **kwargs))
+
+
+def _as_request(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """One call treated as Django treats a request: the thread's database connection goes back at
+    the end (to the pool on PostgreSQL). A pool thread would otherwise hold one for its whole life,
+    out of the pool's reach and open past the end of a test database."""
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        close_old_connections()
 
 
 def event_writer() -> EventWriter:

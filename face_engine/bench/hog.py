@@ -25,6 +25,9 @@ LFW = Path(__file__).resolve().parents[3] / "shared" / "lfw-dev"
 PHOTOS = ("misc/obama-240p.jpg", "misc/obama-480p.jpg", "misc/obama-720p.jpg", "misc/obama-1080p.jpg",
           "people/test/obama_and_biden.jpg")
 UPSAMPLED = ("misc/obama-240p.jpg", "misc/obama-480p.jpg")  # upsample 1: 4× the pixels
+# At the service's detection size: a 720p photo resized to 2048×1152 (FACE_MIN_SIZE 40, capped by
+# FACE_DETECTION_MAX_SIDE 2048), what one /recognize of a 720p photo scans.
+AT_DETECTION_SIZE = ("misc/obama-720p.jpg",)
 Found = list[tuple[Any, ...]]
 
 
@@ -62,9 +65,14 @@ def photos(args: argparse.Namespace, dlib_hog: Any, runtimes: dict[str, Any]) ->
     for name in runtimes:
         header += f" {name:>8s} {'×':>6s}"
     print(header + "  identical")
-    cases = [(p, 0) for p in PHOTOS] + [(p, 1) for p in UPSAMPLED]
-    for photo, upsample in cases:
+    cases = [(p, 0, False) for p in PHOTOS] + [(p, 1, False) for p in UPSAMPLED]
+    cases += [(p, 0, True) for p in AT_DETECTION_SIZE]
+    for photo, upsample, to_detection_size in cases:
         image = _load(DATA / photo)
+        if to_detection_size:
+            from face_engine.models.detector import resize
+
+            image = resize(image, 2048 / max(image.shape[:2]))
         theirs = dlib_found(dlib_hog, image, upsample)
         dlib_s = _best_s(functools.partial(dlib_hog.run, image, upsample, 0.0), args.repeat)
         label = f"{Path(photo).name} {image.shape[1]}x{image.shape[0]}"
