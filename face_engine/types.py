@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +18,10 @@ EMBEDDING_DIM = 128
 EMBEDDING_BYTES = EMBEDDING_DIM * 4  # stored as little-endian float32, never pickled
 Embedding = npt.NDArray[np.float32]
 RGBImage = npt.NDArray[np.uint8]
+# An image between decoding and the embedding: an RGBImage, or, on a torch runtime on a GPU, an
+# H×W×3 uint8 tensor decoded there and left there (the detectors, landmarks and chips read it in
+# place). Not a numpy type, so not checked as one.
+Frame = Any
 
 
 class DetectorKind(enum.StrEnum):

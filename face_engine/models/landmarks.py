@@ -49,6 +49,17 @@ class LandmarkModel(Model[Any]):
             aligned.append(([session.points(s) for s in shapes], [session.chip(image, s) for s in shapes]))
         return aligned
 
+    def align_batch(self, images: Sequence[Any],
+                    detections: Sequence[Sequence[Detection]]) -> tuple[list[list[Points]], Any]:
+        """(points per image, every face's chip in order): on torch the chips are one N×150×150×3
+        tensor left on the device for the embedder; elsewhere a list of arrays. ``images`` may be
+        tensors on the device (decoded there)."""
+        session = self.load()
+        if hasattr(session, "align_tensors"):
+            return session.align_tensors(images, [[d.box for d in found] for found in detections])  # type: ignore[no-any-return]
+        aligned = self.align_many(images, detections)
+        return [points for points, _ in aligned], [chip for _, chips in aligned for chip in chips]
+
     def align(self, image: RGBImage, box: BoundingBox) -> tuple[Points, RGBImage]:
         """One face's points and chip."""
         points, chips = self.align_many([image], [[Detection(box, 0.0)]])[0]

@@ -291,12 +291,29 @@ def decode(
     nms_covered: float = 1.0,
 ) -> list[Detection]:
     """Score map (rows×cols) → detections in image coordinates, best first, after NMS."""
+    rows, cols = np.nonzero(scores > threshold)
+    return decode_candidates(rows.tolist(), cols.tolist(), scores[rows, cols].tolist(), boxes, window=window,
+                             cell_to_input=cell_to_input, nms_iou=nms_iou, nms_covered=nms_covered)
+
+
+def decode_candidates(
+    rows: Sequence[int],
+    cols: Sequence[int],
+    values: Sequence[float],
+    boxes: list[Box],
+    *,
+    window: tuple[int, int] = (80, 80),
+    cell_to_input: tuple[int, int] = (8, 14),
+    nms_iou: float = 0.3382761351109955,
+    nms_covered: float = 1.0,
+) -> list[Detection]:
+    """``decode`` from the cells over the threshold alone (row-major order, as ``np.nonzero`` gives
+    them, with their scores): a GPU finds them in its score maps and sends back only these."""
     a, b = cell_to_input
     half_w, half_h = (window[0] - 1) / 2, (window[1] - 1) / 2
     ratio = _PYR_N / (_PYR_N - 1.0)
-    rows, cols = np.nonzero(scores > threshold)
     cands: list[tuple[float, Box]] = []
-    for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+    for r, c, value in zip(rows, cols, values, strict=True):
         px, py = float(a * c + b), float(a * r + b)
         x0, y0, x1, y1 = px - half_w, py - half_h, px + half_w, py + half_h
         level = _nearest_box(boxes, math.floor((x0 + x1) / 2 + 0.5), math.floor((y0 + y1) / 2 + 0.5))
@@ -305,7 +322,7 @@ def decode(
         for _ in range(level):  # pyramid_down<6>::point_up, once per level
             x0, y0, x1, y1 = x0 * ratio + 0.3, y0 * ratio + 0.3, x1 * ratio + 0.3, y1 * ratio + 0.3
         box = (_lround(x0), _lround(y0), _lround(x1), _lround(y1))
-        cands.append((float(scores[r, c]), box))
+        cands.append((float(value), box))
     # dlib sorts descending with std::sort; equal scores would be in unspecified order there.
     cands.sort(key=lambda item: -item[0])
     kept: list[Detection] = []
@@ -471,16 +488,15 @@ class Detector:
     def decode_scores(self, scores: np.ndarray, boxes: list[Box], upsample: int,
                       threshold: float = 0.0) -> list[Detection]:
         """One image's score map → its detections, in the coordinates before ``upsample``."""
+        rows, cols = np.nonzero(scores > threshold)
+        return self.decode_candidates(rows.tolist(), cols.tolist(), scores[rows, cols].tolist(), boxes, upsample)
+
+    def decode_candidates(self, rows: Sequence[int], cols: Sequence[int], values: Sequence[float],
+                          boxes: list[Box], upsample: int) -> list[Detection]:
+        """``decode_scores`` from the cells over the threshold (see :func:`decode_candidates`)."""
         cfg = self.config
-        dets = decode(
-            scores,
-            boxes,
-            window=cfg.window,
-            cell_to_input=cfg.cell_to_input,
-            threshold=threshold,
-            nms_iou=cfg.nms_iou,
-            nms_covered=cfg.nms_covered,
-        )
+        dets = decode_candidates(rows, cols, values, boxes, window=cfg.window, cell_to_input=cfg.cell_to_input,
+                                 nms_iou=cfg.nms_iou, nms_covered=cfg.nms_covered)
         if upsample:
             dets = [(*_rect_down2(d[:4], upsample), d[4]) for d in dets]
         return dets

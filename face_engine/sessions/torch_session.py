@@ -61,10 +61,15 @@ class TorchResNetSession:
             model = fold_affines(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._model = model.to(self.device, dtype=dtype).eval()
 
-    def embed(self, chips: Sequence[RGBImage]) -> list[Embedding]:
+    def embed(self, chips: Sequence[RGBImage] | torch.Tensor) -> list[Embedding]:
+        """Chips as uint8 150×150×3 arrays, or as one N×150×150×3 tensor (on the device: the torch
+        landmark session's chips, which never leave it)."""
         if not len(chips):
             return []
-        batch = torch.from_numpy(np.ascontiguousarray(np.stack(chips), dtype=np.uint8)).to(self.device)
+        if isinstance(chips, torch.Tensor):
+            batch = chips.to(self.device)
+        else:
+            batch = torch.from_numpy(np.ascontiguousarray(np.stack(chips), dtype=np.uint8)).to(self.device)
         count = len(batch)
         if self.device.type == "cuda":
             # cuDNN tunes its algorithms per input shape: batch sizes rounded up to a power of two
@@ -105,21 +110,28 @@ class TorchMmodSession:
 
     @torch.inference_mode()
     def _run(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
-        x = torch.as_tensor(batch).to(self.device, dtype=self._dtype)
+        out: np.ndarray = self._scores(torch.as_tensor(batch)).cpu().numpy()
+        return out
+
+    def _scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """N×1×h×w float32 score maps, on the device."""
+        x = batch.to(self.device, dtype=self._dtype)
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _math(self.precision):
-            out: np.ndarray = self._net(x).float().cpu().numpy()
+            out: torch.Tensor = self._net(x).float()
         return out
 
     def detect(self, image: RGBImage, upsample: int) -> list[Detection]:
         return self.detect_many([image], upsample)[0]
 
     @torch.inference_mode()
-    def detect_many(self, images: Sequence[RGBImage], upsample: int) -> list[list[Detection]]:
-        """Every image's faces, best first; equal to ``detect`` on each image."""
+    def detect_many(self, images: Sequence[RGBImage | torch.Tensor], upsample: int) -> list[list[Detection]]:
+        """Every image's faces, best first; equal to ``detect`` on each image. Images may be
+        H×W×3 uint8 tensors already on the device (decoded there): they are used in place. The
+        score maps stay on the device; only the cells over the threshold come back."""
         found: list[list[Detection]] = [[] for _ in images]
-        checked = [checked_image(image, upsample) for image in images]
+        checked = [_checked_frame(image, upsample) for image in images]
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(checked):
             by_size.setdefault(image.shape, []).append(i)
@@ -129,21 +141,35 @@ class TorchMmodSession:
                 chunk = same_size[start : start + self._max_batch]
                 planes = torch.empty((len(chunk), *checked[chunk[0]].shape), dtype=torch.uint8, device=self.device)
                 for row, i in enumerate(chunk):  # one upload per image, no stacked copy on the host
-                    planes[row].copy_(torch.from_numpy(checked[i]))
+                    planes[row].copy_(checked[i])
                 planes = upsample_planes(planes.permute(0, 3, 1, 2), upsample, self._ops)
                 data, boxes = tiled_pyramid_batch(planes, cfg.mean_rgb, cfg.padding, cfg.outer_padding, self._ops)
                 if not self._detector.runnable(data.shape[2:], boxes):
                     continue
-                scores = self._run(data)
-                for row, i in enumerate(chunk):
-                    dets = self._detector.decode_scores(scores[row, 0], boxes, upsample)
-                    found[i] = [Detection(dlib_rect_to_box(*d[:4]), float(d[4])) for d in dets]
+                for row, cells in enumerate(self._cells_over_threshold(data)):
+                    dets = self._detector.decode_candidates(*cells, boxes, upsample)
+                    found[chunk[row]] = [Detection(dlib_rect_to_box(*d[:4]), float(d[4])) for d in dets]
         return found
+
+    def _cells_over_threshold(self, data: torch.Tensor) -> list[tuple[list[int], list[int], list[float]]]:
+        """Per image of the batch, (rows, cols, scores) of its score map's cells over 0, row-major
+        as ``np.nonzero`` gives them: found on the device, one small copy back for the batch."""
+        scores = self._scores(data)[:, 0]
+        where = (scores > 0.0).nonzero()  # (image, row, col), in row-major order
+        values = scores[where[:, 0], where[:, 1], where[:, 2]].cpu().tolist()
+        where_host = where.cpu().tolist()
+        out: list[tuple[list[int], list[int], list[float]]] = [([], [], []) for _ in range(len(scores))]
+        for (image, row, col), value in zip(where_host, values, strict=True):
+            out[image][0].append(row)
+            out[image][1].append(col)
+            out[image][2].append(value)
+        return out
 
 
 class TorchJpegDecoder:
-    """JPEG → RGB on the GPU (nvJPEG, through torchvision), a batch per call; the pixels come
-    back to the host for the CPU stages in one copy per image."""
+    """JPEG → RGB on the GPU (nvJPEG, through torchvision), a batch per call. The pixels stay
+    there: H×W×3 uint8 tensors (views of the decoder's planes) that the detectors, the landmark
+    session and the chips read in place."""
 
     def __init__(self, device: str) -> None:
         from torchvision.io import ImageReadMode, decode_jpeg
@@ -152,13 +178,27 @@ class TorchJpegDecoder:
         self._decode = decode_jpeg
         self._mode = ImageReadMode.RGB
 
-    def decode_many(self, blobs: Sequence[bytes]) -> list[RGBImage]:
+    def decode_many(self, blobs: Sequence[bytes]) -> list[torch.Tensor]:
         """Raises RuntimeError when any file of the batch cannot be decoded."""
         if not blobs:
             return []
         data = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
         planes = self._decode(data, device=self.device, mode=self._mode)
-        return [plane.permute(1, 2, 0).contiguous().cpu().numpy() for plane in planes]
+        return [plane.permute(1, 2, 0) for plane in planes]
+
+
+def _checked_frame(image: RGBImage | torch.Tensor, upsample: int) -> torch.Tensor:
+    """``checked_image`` for the torch detector: a tensor is checked and kept where it is; an
+    array is checked (gray becomes r = g = b) and wrapped, to be uploaded once."""
+    if not isinstance(image, torch.Tensor):
+        return torch.from_numpy(checked_image(image, upsample))
+    if image.ndim == 2:
+        image = image.unsqueeze(2).expand(-1, -1, 3)
+    if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H×W×3 uint8 RGB (or H×W gray) image, got {image.dtype} {tuple(image.shape)}")
+    if upsample < 0:
+        raise ValueError("upsample must be ≥ 0")
+    return image
 
 
 class TorchExactSearch:

@@ -47,3 +47,22 @@ def test_resize_takes_read_only_and_strided_arrays_and_leaves_them_alone(data_di
 def test_factor_one_returns_the_image_itself(data_dir) -> None:
     image = _photo(data_dir, "misc/obama-240p.jpg")
     assert resize(image, 1.0 + 1e-9) is image
+
+
+@pytest.mark.parametrize("name", PHOTOS[:3])
+@pytest.mark.parametrize("factor", (1.6, 0.5, 0.1234))
+def test_the_gpu_float_path_stays_within_one_of_pillow(data_dir, name: str, factor: float) -> None:
+    """A frame on a GPU is resized in float32 (torch's antialiased kernel takes no uint8 there):
+    run here on the CPU, with the frame as a tensor of the same layout as nvJPEG's output."""
+    import torch
+
+    from face_engine.models.detector import resize_planes_float
+
+    image = _photo(data_dir, name)
+    pillow = resize_pillow(image, factor)
+    planes = torch.from_numpy(np.array(image)).permute(2, 0, 1).unsqueeze(0)
+    ours = resize_planes_float(planes, pillow.shape[:2])[0].permute(1, 2, 0).numpy()
+    diff = np.abs(ours.astype(np.int16) - pillow.astype(np.int16))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) <= 0.0025 * diff.size
+    print(f"{name} ×{factor}: {np.count_nonzero(diff) / diff.size:.3%} of the values off by 1 (float path)")

@@ -235,6 +235,16 @@ def _features(hist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # --- the detector --------------------------------------------------------------------------------
 
 
+def _detector_frame(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``as_detector_image`` for arrays and device tensors alike: H×W uint8 gray or H×W×3 RGB."""
+    if not isinstance(image, torch.Tensor):
+        return torch.from_numpy(as_detector_image(image))
+    if image.dtype != torch.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f"Unsupported image type, must be 8bit gray or RGB image (got {image.dtype} "
+                         f"{tuple(image.shape)})")
+    return image
+
+
 class TorchHogDetector:
     """``dlib.get_frontal_face_detector()`` on torch: ``detect`` / ``detect_batch`` like the numpy
     reference, on ``device`` (CPU or CUDA). ``phases``: output columns per convolution channel
@@ -299,26 +309,26 @@ class TorchHogDetector:
         return out[..., : features.shape[2] - fc + 1]
 
     @torch.inference_mode()
-    def detect_batch(self, images: Sequence[np.ndarray], upsample: int = 0,
+    def detect_batch(self, images: Sequence[np.ndarray | torch.Tensor], upsample: int = 0,
                      adjust_threshold: float = 0.0) -> list[list[HogDetection]]:
-        """Detections for each image (gray or RGB uint8, any sizes): images of one size and kind
-        are processed together."""
+        """Detections for each image (gray or RGB uint8, any sizes; arrays, or tensors already on
+        the device, used in place): images of one size and kind are processed together."""
         if upsample < 0:
             raise ValueError("upsample must be ≥ 0")
-        checked = [as_detector_image(im) for im in images]
+        checked = [_detector_frame(im) for im in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, im in enumerate(checked):
-            groups.setdefault(im.shape, []).append(i)
+            groups.setdefault(tuple(im.shape), []).append(i)
         out: list[list[HogDetection]] = [[] for _ in checked]
         for shape, members in groups.items():
-            batch = np.stack([checked[i] for i in members])
-            planes = torch.from_numpy(batch).to(self.device)
+            planes = torch.stack([checked[i].to(self.device) for i in members])
             planes = planes.unsqueeze(1) if len(shape) == 2 else planes.permute(0, 3, 1, 2)
             for i, dets in zip(members, self._detect_planes(planes, upsample, adjust_threshold), strict=True):
                 out[i] = dets
         return out
 
-    def detect(self, image: np.ndarray, upsample: int = 0, adjust_threshold: float = 0.0) -> list[HogDetection]:
+    def detect(self, image: np.ndarray | torch.Tensor, upsample: int = 0,
+               adjust_threshold: float = 0.0) -> list[HogDetection]:
         return self.detect_batch([image], upsample, adjust_threshold)[0]
 
     __call__ = detect
