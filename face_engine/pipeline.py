@@ -19,7 +19,7 @@ from face_engine.models.jitter import jitter_chips
 from face_engine.models.landmarks import LandmarkModel
 from face_engine.runtime import jpeg_decoder
 from face_engine.settings import EngineSettings
-from face_engine.types import Detection, Embedding, Face, ImageError, ImageFaces, RGBImage
+from face_engine.types import Detection, Embedding, Face, Frame, ImageError, ImageFaces, RGBImage
 
 
 def _as_rgb(image: RGBImage) -> RGBImage:
@@ -162,8 +162,9 @@ class FacePipeline:
         except ImageError as exc:
             return exc
 
-    def _decode_many(self, blobs: list[bytes]) -> list[RGBImage | ImageError]:
-        """Every image on the worker pool; on a GPU, plain JPEGs there in one batch instead."""
+    def _decode_many(self, blobs: list[bytes]) -> list[Frame | ImageError]:
+        """Every image on the worker pool; on a GPU, plain JPEGs there in one batch instead, left
+        there as tensors for every later stage (``face_engine.types.Frame``)."""
         if self._gpu_jpeg is None:
             return list(self._pool.map(self._decode, blobs))
         plain = list(self._pool.map(self._is_plain_jpeg, blobs))
@@ -178,7 +179,7 @@ class FacePipeline:
         return [out[i] for i in range(len(blobs))]
 
     @functools.cached_property
-    def _gpu_jpeg(self) -> Callable[[list[bytes]], list[RGBImage]] | None:
+    def _gpu_jpeg(self) -> Callable[[list[bytes]], list[Frame]] | None:
         return jpeg_decoder(self.settings)
 
     def _is_plain_jpeg(self, data: bytes) -> bool | ImageError:
