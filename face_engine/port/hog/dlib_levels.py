@@ -15,9 +15,10 @@ itself, with the port's exact code:
   detectors' windows sorted and suppressed together, then mapped down through the upsampling.
 
 Not a re-implementation: the features and filters are dlib's C++ (the fastest CPU code here).
-Level 0 is ~30 % of the work, so a level taller than two bands is cut into row bands that overlap
-by the rows a window's features reach (:data:`BAND_OVERLAP`); every thread, the caller's too once
-it has built the pyramid, takes the next band from one queue in level order.
+Every scan goes into one queue in level order; the pool's threads, and the caller once it has built
+the pyramid, take the next one as they free up. Level 0 is ~30 % of the work: where that is more
+than a thread's share (more than 3 threads), a level is cut into row bands that overlap by the rows
+a window's features reach (:data:`BAND_OVERLAP`), with the same windows and scores.
 """
 
 from __future__ import annotations
@@ -165,11 +166,13 @@ class DlibLevelsDetector:
             for pending in levels:
                 if not pending.done():
                     pending.set_exception(exc)
-            wait(helpers)
+            wait([helper for helper in helpers if not helper.cancel()])
             raise
         work()
         for helper in helpers:
-            helper.result()
+            # One still queued behind another caller's scans has nothing left to do: not waited for.
+            if not helper.cancel():
+                helper.result()
         # dlib's scan order (detector, level, row, column) for equal scores, then its NMS
         found = nms([det for _, det in sorted(cands, key=lambda item: item[0])], self.model.nms_iou,
                     self.model.nms_covered)
