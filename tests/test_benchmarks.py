@@ -20,6 +20,12 @@ def test_engine_benchmark_prints_stages_ratios_and_identities(tmp_path, capsys, 
     assert re.search(r"images/s .* faces/s \(2 images, 3 faces", out)
     assert "identities: 2/2 photos name the same faces" in out
     assert re.search(r"embedding alone, batch 4: fast [\d.]+ ms/face", out)
+    # One 720p image per call (each photo fitted into 1280×720), against the reference.
+    single = out[out.index("single 720p images (2 photos"):]
+    for who in ("fast", "reference"):
+        assert re.search(rf"^  {who}\s+p50\s+[\d.]+ ms\s+p95\s+[\d.]+ ms\s+max\s+[\d.]+ ms$", single, re.M), who
+    assert re.search(r"speed-up at p50: [\d.]+×", single)
+    assert "  identities: 2/2 photos name the same faces" in single
 
 
 def test_search_benchmark_prints_recall_and_latency(capsys):

@@ -51,7 +51,7 @@ def _summary(ms: list[float]) -> str:
 
 def print_single_720p(fast: FacePipeline, reference: FacePipeline, paths: list[Path], train: Path,
                       repeat: int = 3) -> None:
-    from face_engine.bench.pipeline import name_faces
+    from face_engine.bench.pipeline import print_identities
 
     blobs = [frame_fit_720p(p) for p in paths]
     for pipeline in (fast, reference):
@@ -62,14 +62,7 @@ def print_single_720p(fast: FacePipeline, reference: FacePipeline, paths: list[P
     print(f"  fast       {_summary(list(fast_ms))}")
     print(f"  reference  {_summary(list(ref_ms))}")
     print(f"  speed-up at p50: {np.median(ref_ms) / np.median(fast_ms):.1f}×")
-    a = name_faces(fast, train, fast_results, fast.settings.match_threshold)
-    b = name_faces(reference, train, ref_results, fast.settings.match_threshold)
-    same = sum(x == y for x, y in zip(a, b, strict=True))
-    print(f"  identities: {same}/{len(blobs)} images name the same faces "
-          f"({sum(map(len, a))} faces fast, {sum(map(len, b))} reference)")
-    for path, x, y in zip(paths, a, b, strict=True):
-        if x != y:
-            print(f"  differs: {path.name}: fast {x} vs reference {y}")
+    print_identities(fast, reference, fast_results, ref_results, paths, train, heading="  identities:")
     for ms, path, result in sorted(zip(fast_ms, paths, fast_results, strict=True), key=lambda x: -x[0]):
         if ms > 100:
             faces = len(result.faces) if isinstance(result, ImageFaces) else result.code

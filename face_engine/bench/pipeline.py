@@ -139,13 +139,15 @@ def name_faces(pipeline: FacePipeline, train: Path, results: Sequence[ImageFaces
     return out
 
 
-def print_identities(fast_pipeline: FacePipeline, ref_pipeline: FacePipeline, fast: Run, ref: Run,
-                     paths: list[Path], train: Path) -> None:
+def print_identities(fast_pipeline: FacePipeline, ref_pipeline: FacePipeline,
+                     fast: Sequence[ImageFaces | ImageError], ref: Sequence[ImageFaces | ImageError],
+                     paths: list[Path], train: Path, heading: str = "\nidentities:") -> None:
+    """Whether both pipelines' results (one per path) name the same faces; each difference."""
     threshold = fast_pipeline.settings.match_threshold
-    a = name_faces(fast_pipeline, train, fast.results, threshold)
-    b = name_faces(ref_pipeline, train, ref.results, threshold)
+    a = name_faces(fast_pipeline, train, fast, threshold)
+    b = name_faces(ref_pipeline, train, ref, threshold)
     same = sum(x == y for x, y in zip(a, b, strict=True))
-    print(f"\nidentities: {same}/{len(paths)} photos name the same faces in both pipelines "
+    print(f"{heading} {same}/{len(paths)} photos name the same faces in both pipelines "
           f"({sum(map(len, a))} faces fast, {sum(map(len, b))} reference)")
     for path, x, y in zip(paths, a, b, strict=True):
         if x != y:
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     embed_throughput(fast_pipeline, ref_pipeline, fast.results, args.embed_batch, max(args.repeat, 3))
     train = next((d / "people" / "train" for d in dirs if (d / "people" / "train").is_dir()),
                  DEFAULT_DATA / "people" / "train")
-    print_identities(fast_pipeline, ref_pipeline, fast, ref, paths, train)
+    print_identities(fast_pipeline, ref_pipeline, fast.results, ref.results, paths, train)
     if not args.no_single:
         from face_engine.bench.latency import print_single_720p
 
