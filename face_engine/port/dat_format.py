@@ -32,6 +32,10 @@ __all__ = [
 _EXP_POS_INF, _EXP_NEG_INF, _EXP_NAN = 32000, 32001, 32002
 # Generous upper bound on a tag or label string: anything longer means we are reading garbage.
 _MAX_STRING = 4096
+# Generous upper bound on one tensor dimension (dlib's networks stay under 10^4). Beyond it numpy
+# could not even describe the array: a zero dimension beside two of 2^40 holds no data to cut short
+# and reshape would fail with numpy's own error (a fuzz finding).
+_MAX_DIM = 1 << 24
 
 
 class DatFormatError(ValueError):
@@ -132,6 +136,8 @@ class DatReader:
         dims = tuple(self.integer(f"{what} dimension") for _ in range(4))
         if any(d < 0 for d in dims):
             raise self.error(f"{what} has negative dimensions {dims}")
+        if any(d > _MAX_DIM for d in dims):
+            raise self.error(f"{what} has implausible dimensions {dims}")
         return dims  # type: ignore[return-value]
 
     def tensor(self, what: str = "tensor") -> np.ndarray:

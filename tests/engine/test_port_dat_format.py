@@ -71,6 +71,18 @@ def test_tensor_and_shape_encoding() -> None:
     r.expect_end()
 
 
+def test_implausible_dimensions_are_refused_with_their_offset() -> None:
+    """A fuzz finding: dimensions (0, 2^40, 2^40, 1) hold no data to cut short, and numpy could not
+    even describe the array; refused like every other malformed record."""
+    huge = b"\x06" + (1 << 40).to_bytes(6, "little")
+    for dims in (b"\x01\x00" + huge + huge + b"\x01\x01", b"\x01\x01" + b"\x04" + (1 << 25).to_bytes(4, "little")
+                 + b"\x01\x01\x01\x01"):
+        with pytest.raises(DatFormatError, match="implausible dimensions.*byte"):
+            DatReader(b"\x01\x02" + dims).tensor()
+    with pytest.raises(DatFormatError, match="implausible dimensions"):
+        DatReader(b"\x01\x01" + b"\x01\x00" + huge + huge + b"\x01\x01").shape()
+
+
 # --- the real files -----------------------------------------------------------------------------
 
 
