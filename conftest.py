@@ -32,10 +32,22 @@ def fresh_index_cache():
     from core.index import log as index_log
     from core.index.holder import index_cache
 
+    _finish_rebuild(index_cache)
     index_cache.clear()
     index_log._publish_owed = False  # a publication another test's dead cache refused
     yield
+    _finish_rebuild(index_cache)
     index_cache.clear()
+
+
+def _finish_rebuild(cache) -> None:
+    """A background rebuild a test started (and the one it may have owed) ends with that test: left
+    running, it would read the next test's database and swap its index in after ``clear``."""
+    for _ in range(3):
+        thread = cache._rebuild_thread
+        if thread is None or not thread.is_alive():
+            return
+        thread.join(60)
 
 
 @pytest.fixture(scope="session")
