@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from face_engine.models.base import Model
 from face_engine.runtime import hog_session, network_session
@@ -77,12 +76,6 @@ def resize_planes_float(planes: Any, size: tuple[int, int]) -> Any:
     wide = pass_(planes.float(), (planes.shape[2], size[1]))
     return pass_(wide, size).to(torch.uint8)
 
-
-def resize_pillow(image: RGBImage, factor: float) -> RGBImage:
-    """What ``resize`` replaced, kept as its reference."""
-    height, width = image.shape[:2]
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 class _Sessions:
